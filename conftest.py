@@ -1,0 +1,3 @@
+"""Loads the swebench-harness pytest plugin for both evals/ and tests/."""
+
+pytest_plugins = ["harness.plugin"]

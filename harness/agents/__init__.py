@@ -1,0 +1,61 @@
+"""The agent seam: every backend turns an AgentTask into an AgentResult (a patch plus how it got there).
+
+Backends: baselines (gold, empty: no LLM, no container), mini (mini-swe-agent in the instance container).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from harness.config import ModelEntry
+from harness.records import Telemetry
+
+
+@dataclass
+class AgentTask:
+    run_id: str
+    case_id: str
+    row: dict
+    """The SWE-bench row (problem_statement, base_commit, patch, ...)."""
+    image: str
+    model: ModelEntry
+    step_limit: int
+    command_timeout_s: int
+    agent_timeout_s: int
+    artifacts_dir: Path
+    container_executable: str
+    api_base: str | None = None
+
+
+@dataclass
+class AgentResult:
+    patch: str
+    exit_status: str
+    """Submitted | LimitsExceeded | TimeExceeded | RepeatedFormatError | <exception name> (mini-swe-agent's words)."""
+    steps: int = 0
+    wall_s: float = 0.0
+    trajectory: Path | None = None
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    infra_error: str | None = None
+    """Set when the attempt failed for a reason that is not the model's (provider, container)."""
+    infra_class: str = ""
+    traceback: str = ""
+
+
+class AgentRunner(Protocol):
+    name: str
+
+    def run(self, task: AgentTask) -> AgentResult: ...
+
+
+def runner_for(model: ModelEntry) -> AgentRunner:
+    """The backend that runs `model`: baselines need no agent, every LLM goes through mini-swe-agent."""
+    if model.kind in ("gold", "empty"):
+        from harness.agents.baselines import BaselineRunner
+
+        return BaselineRunner()
+    from harness.agents.mini import MiniRunner
+
+    return MiniRunner()

@@ -1,0 +1,147 @@
+"""mini-swe-agent backend: DefaultAgent + LitellmModel + DockerEnvironment inside the instance's image.
+
+Every command the model issues runs in the instance container (docker or podman CLI), never on the
+host. The container carries run and case labels so leftovers can be found, and is removed in a
+`finally` (mini-swe-agent's own cleanup runs in the background and may outlive the process).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.agents import AgentResult, AgentTask
+from harness.containers import LABEL_CASE, LABEL_RUN
+from harness.records import Telemetry
+
+AGENT_RETRY_ATTEMPTS = "3"
+
+
+def mini_benchmark_config(name: str) -> dict[str, Any]:
+    import minisweagent
+
+    path = Path(minisweagent.__file__).parent / "config" / "benchmarks" / name
+    return yaml.safe_load(path.read_text())
+
+
+def summarize_usage(messages: list[dict]) -> Telemetry:
+    """Sum provider-reported usage over the trajectory's model responses."""
+    tel = Telemetry()
+    for msg in messages:
+        response = (msg.get("extra") or {}).get("response")
+        if not isinstance(response, dict):
+            continue
+        tel.calls += 1
+        usage = response.get("usage") or {}
+        if usage:
+            tel.token_source = "provider"
+            tel.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            tel.completion_tokens += int(usage.get("completion_tokens") or 0)
+            details = usage.get("prompt_tokens_details") or {}
+            tel.cached_tokens += int(details.get("cached_tokens") or 0)
+    return tel
+
+
+def _infra_class(exc: BaseException) -> str:
+    module = type(exc).__module__
+    if module.startswith(("litellm", "openai", "httpx")):
+        return "provider-error"
+    if isinstance(exc, subprocess.CalledProcessError | subprocess.TimeoutExpired):
+        return "container-error"
+    return "agent-crash"
+
+
+class MiniRunner:
+    name = "mini-swe-agent"
+
+    def run(self, task: AgentTask) -> AgentResult:
+        from minisweagent.agents.default import DefaultAgent
+        from minisweagent.environments.docker import DockerEnvironment
+        from minisweagent.models.litellm_model import LitellmModel
+
+        os.environ.setdefault("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", AGENT_RETRY_ATTEMPTS)
+        bench = mini_benchmark_config("swebench.yaml")
+        traj = task.artifacts_dir / "trajectory.json"
+        start = time.monotonic()
+        env = None
+        agent = None
+        try:
+            env = DockerEnvironment(
+                image=task.image,
+                cwd="/testbed",
+                executable=task.container_executable,
+                timeout=task.command_timeout_s,
+                env=bench["environment"].get("env", {}),
+                interpreter=["bash", "-c"],
+                run_args=[
+                    "--rm",
+                    "--label",
+                    f"{LABEL_RUN}={task.run_id}",
+                    "--label",
+                    f"{LABEL_CASE}={task.case_id}",
+                ],
+                container_timeout=f"{task.agent_timeout_s + 600}s",
+            )
+            model = LitellmModel(**self._model_config(task, bench))
+            agent = DefaultAgent(
+                model,
+                env,
+                system_template=bench["agent"]["system_template"],
+                instance_template=bench["agent"]["instance_template"],
+                step_limit=task.step_limit,
+                cost_limit=0,
+                wall_time_limit_seconds=task.agent_timeout_s,
+                output_path=traj,
+            )
+            info = agent.run(task.row["problem_statement"])
+            return AgentResult(
+                patch=info.get("submission", "") or "",
+                exit_status=info.get("exit_status", ""),
+                steps=agent.n_calls,
+                wall_s=time.monotonic() - start,
+                trajectory=traj if traj.exists() else None,
+                telemetry=summarize_usage(agent.messages),
+            )
+        except Exception as exc:  # the agent loop re-raises what it cannot handle: not the model's outcome
+            return AgentResult(
+                patch="",
+                exit_status=type(exc).__name__,
+                steps=agent.n_calls if agent else 0,
+                wall_s=time.monotonic() - start,
+                trajectory=traj if traj.exists() else None,
+                telemetry=summarize_usage(agent.messages) if agent else Telemetry(),
+                infra_error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
+                infra_class=_infra_class(exc),
+                traceback=traceback.format_exc(),
+            )
+        finally:
+            if env is not None and env.container_id:
+                subprocess.run(
+                    [task.container_executable, "rm", "-f", env.container_id],
+                    capture_output=True,
+                    timeout=120,
+                )
+                env.container_id = None
+
+    @staticmethod
+    def _model_config(task: AgentTask, bench: dict[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"drop_params": True, "max_retries": 0, "timeout": task.agent_timeout_s}
+        kwargs.update(task.model.model_kwargs)
+        if task.api_base:
+            kwargs["api_base"] = task.api_base
+        if task.model.kind == "scripted":
+            # litellm's openai client insists on a key; the scripted server ignores it. Not a secret.
+            os.environ.setdefault("OPENAI_API_KEY", "scripted-server-needs-no-key")
+        return {
+            "model_name": task.model.litellm_id,
+            "model_kwargs": kwargs,
+            "cost_tracking": "ignore_errors",
+            "observation_template": bench["model"]["observation_template"],
+            "format_error_template": bench["model"]["format_error_template"],
+        }

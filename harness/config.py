@@ -1,0 +1,168 @@
+"""Typed configuration: model catalog, agent limits, grids (marker -> instances x models x K), instance slices.
+
+Every file is YAML validated by pydantic with unknown keys forbidden, so a typo is an error. Errors
+come out as one `HarnessError` line naming the file, the field and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness import HarnessError
+
+FIXTURES_SLICE = "fixtures"
+SECRET_KWARGS = ("api_key", "key", "token", "authorization")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEntry(Strict):
+    """One model of the catalog. `id` is the short id used in case ids, `-k` and file names."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    kind: Literal["gold", "empty", "scripted", "litellm"]
+    provider: str | None = None
+    litellm_id: str | None = None
+    description: str = ""
+    context_window: int | None = None
+    model_kwargs: dict[str, object] = {}
+    """Sampling settings passed to the API (temperature, top_p, max_tokens, seed). Never keys."""
+
+    @field_validator("model_kwargs")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, object]) -> dict[str, object]:
+        bad = [k for k in value if k.lower() in SECRET_KWARGS]
+        if bad:
+            raise ValueError(f"{bad[0]} must not be in model_kwargs: keys travel in the environment only")
+        return value
+
+    @model_validator(mode="after")
+    def _litellm_needs_id(self) -> ModelEntry:
+        if self.kind in ("litellm", "scripted") and not self.litellm_id:
+            raise ValueError(f"model {self.id}: kind {self.kind} needs litellm_id")
+        return self
+
+
+class Catalog(Strict):
+    models: list[ModelEntry]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalog:
+        ids = [m.id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model id {dupes[0]}")
+        return self
+
+    def get(self, model_id: str) -> ModelEntry:
+        for model in self.models:
+            if model.id == model_id:
+                return model
+        raise HarnessError(f"unknown model id {model_id!r}; known: {', '.join(m.id for m in self.models)}")
+
+
+class AgentLimits(Strict):
+    backend: Literal["mini"] = "mini"
+    mini_config: str = "swebench.yaml"
+    """mini-swe-agent benchmark config whose prompts the agent uses (from minisweagent/config/benchmarks)."""
+    step_limit: int = Field(40, ge=1)
+    command_timeout_s: int = Field(60, ge=1)
+    """Timeout of one shell command inside the container."""
+    agent_timeout_s: int = Field(300, ge=1)
+    """Wall-time limit of one attempt's agent loop."""
+    case_timeout_s: int = Field(1800, ge=1)
+    """pytest-timeout for a whole case (agent + queue + evaluation)."""
+
+
+class EvaluationSettings(Strict):
+    timeout_s: int = Field(1800, ge=1)
+    workers: int = Field(4, ge=1)
+
+
+class Grid(Strict):
+    """What one marker selects: an instance slice x a model set x K attempts."""
+
+    instances: str
+    """`fixtures` for the bundled fixture instances, else an instances_*.yaml file in the config dir."""
+    models: list[str] = Field(min_length=1)
+    attempts: int = Field(1, ge=1)
+    attempts_reason: str = ""
+    agent_timeout_s: int | None = Field(None, ge=1)
+
+
+class AgentConfig(Strict):
+    agent: AgentLimits = AgentLimits()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    grids: dict[str, Grid]
+
+
+class SliceInstance(Strict):
+    id: str
+    split: Literal["dev", "test"]
+    reason: str = Field(min_length=1)
+
+
+class InstanceSlice(Strict):
+    slice: str
+    description: str
+    rule: str
+    instances: list[SliceInstance] = Field(min_length=1)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: Path, model: type[M]) -> M:
+    """Read `path` as YAML into `model`; every problem becomes one HarnessError line."""
+    if not path.is_file():
+        raise HarnessError(f"{path}: file not found; restore it from git or pass --harness-config DIR")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise HarnessError(
+            f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)}); fix the file"
+        ) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise HarnessError(f"{path}: {loc}: {err['msg']}; fix the file") from None
+
+
+def project_root() -> Path:
+    """The checkout the harness runs from (HARNESS_ROOT overrides)."""
+    env = os.environ.get("HARNESS_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[1]
+
+
+class HarnessConfig:
+    """All config files of one config directory, validated together."""
+
+    def __init__(self, config_dir: Path, root: Path | None = None):
+        self.dir = config_dir
+        self.root = root or project_root()
+        self.catalog = load_yaml_model(config_dir / "model_catalog.yaml", Catalog)
+        self.agent = load_yaml_model(config_dir / "sweagent.yaml", AgentConfig)
+        self.slices: dict[str, InstanceSlice] = {}
+        for name, grid in self.agent.grids.items():
+            for model_id in grid.models:
+                try:
+                    self.catalog.get(model_id)
+                except HarnessError as e:
+                    raise HarnessError(f"{config_dir / 'sweagent.yaml'}: grids.{name}: {e}") from None
+            if grid.instances != FIXTURES_SLICE and grid.instances not in self.slices:
+                self.slices[grid.instances] = load_yaml_model(config_dir / grid.instances, InstanceSlice)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / "dataset.lock"

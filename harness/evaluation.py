@@ -1,0 +1,133 @@
+"""The official SWE-bench evaluator (swebench 4.1.0, in-process), evaluation slots shared across workers,
+and the classification of what the evaluator said.
+
+Each case is evaluated right after its agent finishes, inside one of N slots (file locks under the run
+directory), so agents (I/O bound) and evaluations (CPU bound) of different cases overlap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EvalResult:
+    outcome_class: str
+    """resolved | unresolved | patch-apply-failed (model) or evaluator-error | eval-timeout (infra)."""
+    resolved: bool
+    infra: bool
+    wall_s: float
+    log_dir: Path
+    report: dict[str, Any] | None = None
+    message: str = ""
+
+    @property
+    def tests_status(self) -> dict[str, Any] | None:
+        return (self.report or {}).get("tests_status")
+
+
+@contextmanager
+def eval_slot(slots_dir: Path, n_slots: int, poll_s: float = 0.2) -> Iterator[float]:
+    """Hold one of `n_slots` evaluation slots (shared by every process of the run); yields the wait in seconds."""
+    slots_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    handles = [open(slots_dir / f"slot-{i}.lock", "a+") for i in range(n_slots)]  # noqa: SIM115
+    held = None
+    try:
+        while held is None:
+            for handle in handles:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = handle
+                    break
+                except BlockingIOError:
+                    continue
+            if held is None:
+                time.sleep(poll_s)
+        yield time.monotonic() - start
+    finally:
+        if held is not None:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        for handle in handles:
+            handle.close()
+
+
+def evaluate_patch(
+    row: dict,
+    patch: str,
+    *,
+    model_id: str,
+    eval_run_id: str,
+    namespace: str,
+    log_root: Path,
+    timeout_s: int,
+) -> EvalResult:
+    """Run swebench's `run_instance` on one prediction and classify its result."""
+    import docker
+    from swebench.harness import run_evaluation
+    from swebench.harness.test_spec.test_spec import make_test_spec
+
+    from harness.testing.fixtures import register_fixture_repos
+
+    register_fixture_repos()
+    # swebench writes logs under a cwd-relative directory; each case gets its own, inside the run folder.
+    run_evaluation.RUN_EVALUATION_LOG_DIR = log_root
+    spec = make_test_spec(row, namespace=namespace)
+    pred = {"instance_id": row["instance_id"], "model_name_or_path": model_id, "model_patch": patch}
+    log_dir = log_root / eval_run_id / model_id.replace("/", "__") / row["instance_id"]
+    start = time.monotonic()
+    client = docker.from_env(timeout=max(120, timeout_s))
+    try:
+        run_evaluation.run_instance(spec, pred, False, False, client, eval_run_id, timeout_s)
+    finally:
+        client.close()
+    return classify_evaluation(row["instance_id"], log_dir, time.monotonic() - start)
+
+
+def classify_evaluation(instance_id: str, log_dir: Path, wall_s: float) -> EvalResult:
+    """Turn the evaluator's files (report.json, run_instance.log) into an outcome class."""
+    report_path = log_dir / "report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())[instance_id]
+        resolved = bool(report.get("resolved"))
+        return EvalResult(
+            "resolved" if resolved else "unresolved",
+            resolved,
+            False,
+            wall_s,
+            log_dir,
+            report,
+            "" if resolved else failing_tests_message(report),
+        )
+    log_path = log_dir / "run_instance.log"
+    log = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    if "Patch Apply Failed" in log:
+        return EvalResult(
+            "patch-apply-failed", False, False, wall_s, log_dir, None, "the patch does not apply"
+        )
+    if "Test timed out" in log or "Timeout error" in log:
+        return EvalResult(
+            "eval-timeout", False, True, wall_s, log_dir, None, "the evaluator's test run timed out"
+        )
+    tail = [line for line in log.strip().splitlines() if line.strip()][-3:]
+    detail = " | ".join(tail)[-400:] or f"no log at {log_path}"
+    return EvalResult("evaluator-error", False, True, wall_s, log_dir, None, f"evaluator failed: {detail}")
+
+
+def failing_tests_message(report: dict[str, Any]) -> str:
+    """Which FAIL_TO_PASS / PASS_TO_PASS tests did not pass, for the assertion message."""
+    status = report.get("tests_status") or {}
+    parts = []
+    for key in ("FAIL_TO_PASS", "PASS_TO_PASS"):
+        failing = (status.get(key) or {}).get("failure") or []
+        if failing:
+            shown = ", ".join(failing[:5]) + (f" (+{len(failing) - 5} more)" if len(failing) > 5 else "")
+            parts.append(f"{key} failing: {shown}")
+    return "; ".join(parts) or "not resolved"

@@ -1,0 +1,260 @@
+"""pytest plugin: options, markers, the case grid as parametrization, outcome mapping, run summary.
+
+Glue only: the grid comes from harness.grid, a case runs in harness.runner, the leaderboard in
+harness.leaderboard. Each case runs inside the `case_record` fixture, so an infrastructure failure is a
+pytest *error* while a model outcome is a pass (resolved) or a *failure* (anything else).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import HarnessError
+from harness.config import HarnessConfig
+from harness.grid import Case, build_grid
+from harness.records import CaseRecord, RunPaths
+from harness.runinfo import CpuSampler, finish_manifest, new_run_id, start_manifest
+
+CASE_PROP = "harness_case"
+_STATE: dict[str, object] = {}
+
+
+class CaseInfraError(Exception):
+    """The case failed for a reason that is not the model's: shown as a pytest error, re-run by --resume."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("swebench-harness")
+    group.addoption("--harness-config", default=None, help="config directory (default: <rootdir>/config)")
+    group.addoption("--runs-dir", default=None, help="where run folders go (default: <rootdir>/runs)")
+    group.addoption(
+        "--run-id", default=None, help="name of the new run folder (default: UTC timestamp + random)"
+    )
+    group.addoption(
+        "--resume",
+        default=None,
+        metavar="RUN_ID",
+        help="finish run RUN_ID: re-run missing cases and infra errors, keep model outcomes",
+    )
+    group.addoption("--models", default=None, help="ID[,ID...]: replace every grid's model set")
+    group.addoption("--attempts", type=int, default=None, help="K: attempts per (model, instance), all grids")
+    group.addoption("--eval-workers", type=int, default=None, help="evaluation slots shared by all workers")
+    group.addoption(
+        "--image-namespace",
+        default="swebench",
+        help="where instance images come from: swebench (Docker Hub), a registry/mirror, or localhost",
+    )
+    group.addoption(
+        "--dataset-source",
+        default="auto",
+        choices=["auto", "snapshot", "hf"],
+        help="SWE-bench Lite rows: HF at the locked revision, or the offline snapshot",
+    )
+
+
+def _is_eval_session(config: pytest.Config) -> bool:
+    evals = (config.rootpath / "evals").resolve()
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = (path if path.is_absolute() else Path(config.invocation_params.dir) / path).resolve()
+        if path == evals or evals in path.parents:
+            return True
+    return False
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def _cap_workers(config: pytest.Config) -> None:
+    n = getattr(config.option, "numprocesses", None)
+    cap = max(1, int(0.8 * (os.cpu_count() or 1)))
+    if isinstance(n, int) and n > cap:
+        sys.stderr.write(f"swebench-harness: -n {n} capped at {cap} (80% of {os.cpu_count()} CPU threads)\n")
+        config.option.numprocesses = cap
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _is_eval_session(config):
+        return
+    try:
+        cfg = HarnessConfig(Path(config.getoption("--harness-config") or config.rootpath / "config"))
+        models = (
+            [m.strip() for m in config.getoption("--models").split(",") if m.strip()]
+            if config.getoption("--models")
+            else None
+        )
+        cases = build_grid(cfg, models=models, attempts=config.getoption("--attempts"))
+        _check_instances(cfg)
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+    _STATE.update(cfg=cfg, cases=cases, failures={"model": 0, "infra": 0, "other": 0})
+    if _is_controller(config):
+        _cap_workers(config)
+        run_id = config.getoption("--resume") or config.getoption("--run-id") or new_run_id()
+        _STATE["run_id"] = run_id
+        if not config.option.collectonly:
+            _start_run(config, cfg, run_id)
+    else:
+        _STATE["run_id"] = config.workerinput["harness_run_id"]  # type: ignore[attr-defined]
+
+
+def _check_instances(cfg: HarnessConfig) -> None:
+    from harness.dataset import load_lock, snapshot_instance_ids
+    from harness.grid import check_instances_exist
+
+    if not cfg.slices:
+        return
+    lock = load_lock(cfg.lock_path)
+    splits = {inst.split for sl in cfg.slices.values() for inst in sl.instances}
+    check_instances_exist(cfg, {s: set(snapshot_instance_ids(lock, s, cfg.root)) for s in splits})
+
+
+def _start_run(config: pytest.Config, cfg: HarnessConfig, run_id: str) -> None:
+    from harness.containers import detect_runtime
+
+    try:
+        detect_runtime().export_env()
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+    paths = RunPaths(_runs_dir(config), run_id)
+    resume = bool(config.getoption("--resume"))
+    if resume and not paths.manifest.exists():
+        raise pytest.UsageError(
+            f"--resume {run_id}: no run at {paths.root}; list runs with `ls {paths.runs_dir}`"
+        )
+    if not resume and paths.root.exists() and any(paths.cases.glob("*.json")):
+        raise pytest.UsageError(
+            f"run {run_id} already has records in {paths.root}; use --resume {run_id} or another --run-id"
+        )
+    start_manifest(paths, cfg, argv=list(config.invocation_params.args), resume=resume)
+    sampler = CpuSampler()
+    sampler.start()
+    _STATE.update(paths=paths, sampler=sampler)
+
+
+def _runs_dir(config: pytest.Config) -> Path:
+    return Path(config.getoption("--runs-dir") or config.rootpath / "runs").resolve()
+
+
+def pytest_configure_node(node) -> None:  # xdist hook: hand the run id to each worker
+    node.workerinput["harness_run_id"] = _STATE.get("run_id", "")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames or "cases" not in _STATE:
+        return
+    cases: list[Case] = _STATE["cases"]  # type: ignore[assignment]
+    cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
+    timeout = pytest.mark.timeout(cfg.agent.agent.case_timeout_s)
+    params = [
+        pytest.param(c, id=c.case_id, marks=[timeout, *(getattr(pytest.mark, g) for g in c.grids)])
+        for c in cases
+    ]
+    metafunc.parametrize("case", params)
+
+
+@pytest.fixture(scope="session")
+def harness_run(request: pytest.FixtureRequest):
+    from harness.session import RunContext
+
+    config = request.config
+    cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
+    ctx = RunContext(
+        cfg,
+        str(_STATE["run_id"]),
+        _runs_dir(config),
+        namespace=config.getoption("--image-namespace"),
+        eval_workers=config.getoption("--eval-workers") or cfg.agent.evaluation.workers,
+        dataset_source=config.getoption("--dataset-source"),
+    )
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def case_record(case: Case, harness_run, request: pytest.FixtureRequest) -> CaseRecord:
+    """Run the case (agent + official evaluation) and return its record; infra failures raise here (pytest error)."""
+    from harness.runner import previous_record, run_case
+    from harness.testing.images import ensure_fixture_images
+
+    if case.split == "fixtures" and case.model_id != "empty":
+        ensure_fixture_images(harness_run)
+    try:
+        record = previous_record(harness_run.paths, case.case_id) or run_case(harness_run, case)
+    except HarnessError as e:
+        raise CaseInfraError(str(e)) from None
+    props = {
+        CASE_PROP: case.case_id,
+        "run_id": record.run_id,
+        "outcome": record.outcome,
+        "outcome_class": record.outcome_class,
+        "agent_wall_s": record.agent_wall_s,
+        "eval_queue_wait_s": record.eval_queue_wait_s,
+        "eval_wall_s": record.eval_wall_s,
+        "patch_sha256": record.patch_sha256,
+    }
+    request.node.user_properties.extend(props.items())
+    if record.outcome == "error":
+        raise CaseInfraError(f"{record.outcome_class}: {record.message}")
+    if record.outcome == "skipped":
+        pytest.skip(f"{record.outcome_class}: {record.message}")
+    return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "failures" not in _STATE or not report.failed:
+        return
+    failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
+    props = dict(report.user_properties)
+    if CASE_PROP in props and report.when == "call":
+        failures["model"] += 1
+    elif (
+        CASE_PROP in props
+        or report.when == "setup"
+        and "[" in report.nodeid
+        and "test_swebench" in report.nodeid
+    ):
+        failures["infra"] += 1
+    else:
+        failures["other"] += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
+    if paths is None or not _is_controller(session.config):
+        return
+    from harness.leaderboard import build_leaderboard
+    from harness.records import load_records, write_predictions
+
+    records = load_records(paths)
+    write_predictions(paths, records)
+    _STATE["leaderboard"] = build_leaderboard(paths)
+    sampler: CpuSampler = _STATE["sampler"]  # type: ignore[assignment]
+    finish_manifest(paths, records, sampler.stop(), exitstatus=int(exitstatus))
+    failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
+    if exitstatus == pytest.ExitCode.TESTS_FAILED and failures["infra"] == 0 and failures["other"] == 0:
+        session.exitstatus = pytest.ExitCode.OK  # unresolved cases are results, not a failed run
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    rows = _STATE.get("leaderboard")
+    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
+    if paths is None or rows is None:
+        return
+    from harness.leaderboard import format_table
+
+    tr = terminalreporter
+    tr.write_sep("=", f"swebench-harness leaderboard (run {paths.run_id})")
+    tr.write_line(format_table(rows))  # type: ignore[arg-type]
+    tr.write_line(f"records: {paths.cases}  leaderboard: {paths.leaderboard_csv}")
+    failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
+    if failures["infra"]:
+        tr.write_line(
+            f"{failures['infra']} case(s) hit infrastructure errors (not the model's fault); "
+            f"see the records, then re-run them with --resume {paths.run_id}"
+        )

@@ -1,0 +1,169 @@
+"""CaseRecord schema, run directory layout, atomic writes, predictions derived from records.
+
+Files are the database: one JSON CaseRecord per case, written atomically (tmp + fsync + rename);
+manifest, predictions and leaderboards are derived from the records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+Outcome = Literal["resolved", "unresolved", "error", "skipped"]
+
+MODEL_OUTCOME_CLASSES = {
+    "resolved",
+    "unresolved",
+    "empty-patch",
+    "malformed-patch",
+    "patch-apply-failed",
+    "step-limit",
+    "agent-timeout",
+    "format-errors",
+}
+INFRA_CLASSES = {"provider-error", "agent-crash", "container-error", "evaluator-error", "eval-timeout"}
+SKIP_CLASSES = {"unavailable", "budget", "no-credentials", "excluded"}
+
+
+class Telemetry(BaseModel):
+    """Sum of the LLM calls of one case. Token counts say where they come from."""
+
+    calls: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    token_source: str = "none"
+    cost_usd: float | None = None
+    price_source: str = "unknown"
+    latencies_s: list[float] = []
+
+
+class CaseRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    case_id: str
+    model_id: str
+    provider: str | None
+    litellm_id: str | None
+    instance_id: str
+    repo: str
+    split: str
+    attempt: int
+    agent_backend: str
+    outcome: Outcome
+    outcome_class: str
+    message: str = ""
+    patch: str = ""
+    patch_sha256: str = ""
+    agent_exit_status: str = ""
+    steps: int = 0
+    agent_wall_s: float = 0.0
+    eval_queue_wait_s: float = 0.0
+    eval_wall_s: float = 0.0
+    case_wall_s: float = 0.0
+    started_at: str = ""
+    finished_at: str = ""
+    telemetry: Telemetry = Telemetry()
+    tests_status: dict[str, Any] | None = None
+    evaluator_report: dict[str, Any] | None = None
+    errors: list[dict[str, str]] = []
+    versions: dict[str, str] = {}
+    dataset: dict[str, str] = {}
+    config_hash: str = ""
+    model_settings: dict[str, Any] = {}
+    artifacts: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def is_infra_error(self) -> bool:
+        return self.outcome == "error"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest() if text else ""
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that readers see either the old file or the whole new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunPaths:
+    """The layout of runs/<run_id>/ (DESIGN.md, Runs)."""
+
+    def __init__(self, runs_dir: Path, run_id: str):
+        self.runs_dir = runs_dir
+        self.run_id = run_id
+        self.root = runs_dir / run_id
+        self.manifest = self.root / "manifest.json"
+        self.cases = self.root / "cases"
+        self.artifacts = self.root / "artifacts"
+        self.predictions = self.root / "predictions"
+        self.leaderboard_csv = self.root / "leaderboard.csv"
+        self.slots = self.root / ".slots"
+
+    def record(self, case_id: str) -> Path:
+        return self.cases / f"{case_id}.json"
+
+    def case_artifacts(self, case_id: str) -> Path:
+        return self.artifacts / case_id
+
+
+def write_record(paths: RunPaths, record: CaseRecord) -> Path:
+    path = paths.record(record.case_id)
+    write_json_atomic(path, record.model_dump(mode="json"))
+    return path
+
+
+def load_records(paths: RunPaths) -> list[CaseRecord]:
+    if not paths.cases.is_dir():
+        return []
+    return [CaseRecord.model_validate_json(p.read_text()) for p in sorted(paths.cases.glob("*.json"))]
+
+
+def write_predictions(paths: RunPaths, records: list[CaseRecord]) -> list[Path]:
+    """predictions/<model_id>.jsonl in SWE-bench format, one line per (instance, attempt) with a patch outcome."""
+    by_model: dict[str, list[CaseRecord]] = {}
+    for rec in records:
+        if rec.outcome in ("resolved", "unresolved"):
+            by_model.setdefault(rec.model_id, []).append(rec)
+    written = []
+    for model_id, recs in sorted(by_model.items()):
+        lines = [
+            json.dumps(
+                {
+                    "instance_id": r.instance_id,
+                    "model_name_or_path": model_id,
+                    "model_patch": r.patch,
+                    "attempt": r.attempt,
+                    "case_id": r.case_id,
+                    "run_id": r.run_id,
+                }
+            )
+            for r in sorted(recs, key=lambda r: (r.instance_id, r.attempt))
+        ]
+        path = paths.predictions / f"{model_id}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        written.append(path)
+    return written

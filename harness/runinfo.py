@@ -1,0 +1,109 @@
+"""Run identity and the run manifest: versions, dataset lock, config hash, argv, host, timings, CPU samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from harness.config import HarnessConfig
+from harness.records import CaseRecord, RunPaths, write_json_atomic
+from harness.session import config_hash, package_versions
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+class CpuSampler:
+    """psutil CPU samples (percent of all threads) every `interval_s`, for the 80 % CPU gate."""
+
+    def __init__(self, interval_s: float = 1.0):
+        self.interval_s = interval_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="harness-cpu-sampler")
+
+    def _loop(self) -> None:
+        import psutil
+
+        psutil.cpu_percent(None)
+        while not self._stop.wait(self.interval_s):
+            self.samples.append(psutil.cpu_percent(None))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.samples
+
+
+def _dataset_lock_summary(cfg: HarnessConfig) -> dict[str, Any]:
+    if not cfg.lock_path.is_file():
+        return {}
+    from harness.dataset import load_lock
+
+    return load_lock(cfg.lock_path).model_dump(mode="json")
+
+
+def start_manifest(paths: RunPaths, cfg: HarnessConfig, *, argv: list[str], resume: bool = False) -> None:
+    if resume and paths.manifest.is_file():
+        manifest = json.loads(paths.manifest.read_text())
+        manifest.setdefault("resumes", []).append(
+            {"at": datetime.now(UTC).isoformat(timespec="seconds"), "argv": argv}
+        )
+    else:
+        manifest = {
+            "run_id": paths.run_id,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "argv": argv,
+            "versions": package_versions(),
+            "config_dir": str(cfg.dir),
+            "config_hash": config_hash(cfg.dir),
+            "dataset_lock": _dataset_lock_summary(cfg),
+            "host": {
+                "hostname": platform.node(),
+                "cpu_threads": os.cpu_count(),
+                "arch": platform.machine(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+        }
+    write_json_atomic(paths.manifest, manifest)
+
+
+def finish_manifest(
+    paths: RunPaths, records: list[CaseRecord], cpu_samples: list[float], *, exitstatus: int
+) -> None:
+    manifest = (
+        json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {"run_id": paths.run_id}
+    )
+    outcomes: dict[str, int] = {}
+    sources: dict[str, dict[str, str]] = {}
+    for rec in records:
+        outcomes[rec.outcome] = outcomes.get(rec.outcome, 0) + 1
+        if rec.dataset:
+            sources[rec.split] = {k: v for k, v in rec.dataset.items() if k != "image"}
+    manifest.update(
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        wall_s=round(
+            time.time()
+            - datetime.fromisoformat(manifest.get("started_at", datetime.now(UTC).isoformat())).timestamp(),
+            1,
+        ),
+        cases=len(records),
+        outcomes=outcomes,
+        dataset_sources=sources,
+        cpu_samples=cpu_samples,
+        cpu_max_percent=max(cpu_samples, default=0.0),
+        cpu_mean_percent=round(sum(cpu_samples) / len(cpu_samples), 1) if cpu_samples else 0.0,
+        pytest_exitstatus=exitstatus,
+    )
+    write_json_atomic(paths.manifest, manifest)

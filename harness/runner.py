@@ -1,0 +1,181 @@
+"""run_case: one attempt of one model on one instance, from agent to official evaluation to CaseRecord.
+
+The record is written atomically before the function returns; whatever happens to the process
+afterwards, the case's outcome is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from harness.agents import AgentResult, AgentTask, runner_for
+from harness.config import FIXTURES_SLICE, ModelEntry
+from harness.containers import instance_image_name
+from harness.evaluation import eval_slot, evaluate_patch
+from harness.grid import Case
+from harness.records import CaseRecord, sha256_text, write_record
+from harness.session import RunContext
+
+PATCH_CLASS_TEXT = {
+    "empty-patch": "no patch submitted",
+    "malformed-patch": "the submission is not a unified diff",
+    "step-limit": "step limit reached without a submission",
+    "agent-timeout": "agent wall-time limit reached without a submission",
+    "format-errors": "repeated format errors (no usable command)",
+}
+AGENT_EXIT_CLASSES = {
+    "LimitsExceeded": "step-limit",
+    "TimeExceeded": "agent-timeout",
+    "RepeatedFormatError": "format-errors",
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def looks_like_diff(patch: str) -> bool:
+    return any(line.startswith(("diff --git ", "--- ")) for line in patch.splitlines()) and "@@" in patch
+
+
+def patch_class(result: AgentResult) -> str | None:
+    """The model-outcome class decided before evaluation, or None when the patch should be evaluated."""
+    if not result.patch.strip():
+        return AGENT_EXIT_CLASSES.get(result.exit_status, "empty-patch")
+    if not looks_like_diff(result.patch):
+        return "malformed-patch"
+    return None
+
+
+def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTask:
+    limits = ctx.cfg.agent.agent
+    namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
+    needs_runtime = model.kind not in ("gold", "empty")
+    return AgentTask(
+        run_id=ctx.run_id,
+        case_id=case.case_id,
+        row=row,
+        image=instance_image_name(case.instance_id, namespace),
+        model=model,
+        step_limit=limits.step_limit,
+        command_timeout_s=limits.command_timeout_s,
+        agent_timeout_s=case.agent_timeout_s,
+        artifacts_dir=ctx.paths.case_artifacts(case.case_id),
+        container_executable=ctx.runtime.executable if needs_runtime else "",
+        api_base=ctx.scripted_api_base() if model.kind == "scripted" else None,
+    )
+
+
+def run_case(ctx: RunContext, case: Case) -> CaseRecord:
+    started, t0 = _now(), time.monotonic()
+    model = ctx.cfg.catalog.get(case.model_id)
+    row = ctx.row(case.split, case.instance_id)
+    task = _task(ctx, case, model, row)
+    task.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    result = runner_for(model).run(task)
+    fields: dict = {"outcome_class": "", "message": "", "errors": []}
+    if result.infra_error:
+        fields.update(outcome="error", outcome_class=result.infra_class, message=result.infra_error)
+        fields["errors"].append(
+            {"stage": "agent", "error": result.infra_error, "traceback": result.traceback}
+        )
+    elif (cls := patch_class(result)) is not None:
+        fields.update(
+            outcome="unresolved",
+            outcome_class=cls,
+            message=f"{PATCH_CLASS_TEXT[cls]} (agent exit: {result.exit_status})",
+        )
+    else:
+        fields.update(_evaluate(ctx, case, row, result.patch))
+    if result.patch:
+        (task.artifacts_dir / "patch.diff").write_text(result.patch)
+    namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
+    record = CaseRecord(
+        run_id=ctx.run_id,
+        case_id=case.case_id,
+        model_id=model.id,
+        provider=model.provider,
+        litellm_id=model.litellm_id,
+        instance_id=case.instance_id,
+        repo=row["repo"],
+        split=case.split,
+        attempt=case.attempt,
+        agent_backend=runner_for(model).name,
+        patch=result.patch,
+        patch_sha256=sha256_text(result.patch),
+        agent_exit_status=result.exit_status,
+        steps=result.steps,
+        agent_wall_s=round(result.wall_s, 3),
+        case_wall_s=round(time.monotonic() - t0, 3),
+        started_at=started,
+        finished_at=_now(),
+        telemetry=result.telemetry,
+        versions=ctx.versions,
+        dataset={
+            **ctx.dataset_info.get(case.split, {}),
+            "image": instance_image_name(case.instance_id, namespace),
+        },
+        config_hash=ctx.config_hash,
+        model_settings=dict(model.model_kwargs),
+        artifacts=_artifacts(ctx, case, result, fields.pop("log_dir", None)),
+        **fields,
+    )
+    write_record(ctx.paths, record)
+    return record
+
+
+def _evaluate(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
+    namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
+    ctx.runtime  # noqa: B018 - make sure DOCKER_HOST points at the runtime before swebench connects
+    with eval_slot(ctx.paths.slots, ctx.eval_workers) as waited:
+        ev = evaluate_patch(
+            row,
+            patch,
+            model_id=case.model_id,
+            eval_run_id=f"{ctx.run_id}.{case.model_id}.a{case.attempt}",
+            namespace=namespace,
+            log_root=ctx.paths.case_artifacts(case.case_id) / "evaluation",
+            timeout_s=ctx.cfg.agent.evaluation.timeout_s,
+        )
+    out = {
+        "outcome": "error" if ev.infra else ("resolved" if ev.resolved else "unresolved"),
+        "outcome_class": ev.outcome_class,
+        "message": ev.message,
+        "eval_queue_wait_s": round(waited, 3),
+        "eval_wall_s": round(ev.wall_s, 3),
+        "tests_status": ev.tests_status,
+        "evaluator_report": ev.report,
+        "log_dir": ev.log_dir,
+    }
+    if ev.infra:
+        out["errors"] = [{"stage": "evaluation", "error": ev.message, "traceback": ""}]
+    return out
+
+
+def _artifacts(ctx: RunContext, case: Case, result: AgentResult, log_dir) -> dict[str, str]:
+    base = ctx.paths.root
+    found: dict[str, str] = {}
+    if result.trajectory:
+        found["trajectory"] = str(result.trajectory.relative_to(base))
+    patch = ctx.paths.case_artifacts(case.case_id) / "patch.diff"
+    if patch.exists():
+        found["patch"] = str(patch.relative_to(base))
+    if log_dir is not None:
+        for name in ("report.json", "test_output.txt", "run_instance.log"):
+            if (log_dir / name).exists():
+                found[name.split(".")[0]] = str((log_dir / name).relative_to(base))
+    return found
+
+
+def previous_record(paths, case_id: str) -> CaseRecord | None:
+    """A finished model outcome already on disk (a resumed run keeps it); infra errors are re-run."""
+    path = paths.record(case_id)
+    if not path.is_file():
+        return None
+    try:
+        record = CaseRecord.model_validate_json(path.read_text())
+    except ValueError:  # a torn or foreign file: keep it aside, the case runs again
+        path.rename(path.with_name(path.name + ".corrupt"))
+        return None
+    return None if record.outcome == "error" else record

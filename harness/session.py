@@ -1,0 +1,118 @@
+"""Run-wide state of one process (controller or xdist worker): config, run folder, runtime, rows, scripted server.
+
+Everything expensive (container runtime detection, dataset rows, the scripted LLM server) is made on
+first use, so pytest collection stays cheap and touches neither containers nor the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from harness import HarnessError, __version__
+from harness.config import FIXTURES_SLICE, HarnessConfig
+from harness.containers import Runtime, detect_runtime
+from harness.records import RunPaths
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of what produced a record, read from package metadata (no imports: litellm is slow)."""
+    found = {"harness": __version__}
+    for dist in ("mini-swe-agent", "swebench", "litellm", "pytest", "pytest-xdist"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def config_hash(config_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(config_dir.glob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+# litellm otherwise fetches its price map from GitHub at import (retrying for seconds when offline);
+# our prices come from config/model_catalog.yaml, so its bundled copy is enough.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+class RunContext:
+    def __init__(
+        self,
+        cfg: HarnessConfig,
+        run_id: str,
+        runs_dir: Path,
+        *,
+        namespace: str = "swebench",
+        eval_workers: int = 4,
+        dataset_source: str = "auto",
+    ):
+        self.cfg = cfg
+        self.run_id = run_id
+        self.paths = RunPaths(runs_dir, run_id)
+        self.namespace = namespace
+        self.eval_workers = eval_workers
+        self.dataset_source = dataset_source
+        self.versions = package_versions()
+        self.config_hash = config_hash(cfg.dir)
+        self._runtime: Runtime | None = None
+        self._rows: dict[str, dict[str, dict]] = {}
+        self.dataset_info: dict[str, dict[str, str]] = {}
+        self._server: Any = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = detect_runtime()
+            self._runtime.export_env()
+        return self._runtime
+
+    def row(self, split: str, instance_id: str) -> dict:
+        if split not in self._rows:
+            self._rows[split] = self._load_rows(split)
+        try:
+            return self._rows[split][instance_id]
+        except KeyError:
+            raise HarnessError(f"instance {instance_id} is not in split {split}") from None
+
+    def _load_rows(self, split: str) -> dict[str, dict]:
+        if split == FIXTURES_SLICE:
+            from harness.testing.fixtures import fixture_rows
+
+            self.dataset_info[split] = {"source": "bundled fixtures", "detail": "harness/testing/fixtures.py"}
+            return fixture_rows(Path(self._tmp.name) / "fixture-repos")
+        from harness.dataset import load_lock, load_split
+
+        lock = load_lock(self.cfg.lock_path)
+        loaded = load_split(lock, split, self.cfg.root, source=self.dataset_source)  # type: ignore[arg-type]
+        self.dataset_info[split] = {
+            "source": loaded.source,
+            "detail": loaded.detail,
+            "hf_repo": lock.hf_repo,
+            "revision": lock.revision,
+            "revision_verified": str(lock.revision_verified),
+            "fingerprint": lock.splits[split].fingerprint,
+        }
+        return loaded.rows
+
+    def scripted_api_base(self) -> str:
+        """The scripted OpenAI-compatible server of this process, started on 127.0.0.1 on first use."""
+        if self._server is None:
+            from harness.testing.llm_server import ScriptedLLMServer
+            from harness.testing.scripts import FIXTURE_SCRIPTS
+
+            self._server = ScriptedLLMServer(list(FIXTURE_SCRIPTS)).start()
+        return self._server.url
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        self._tmp.cleanup()

@@ -1,0 +1,1 @@
+"""Test doubles for the harness: a scripted OpenAI-compatible LLM server."""
