@@ -1,0 +1,43 @@
+"""Shared fixtures of the harness's own tests: the container runtime and the fixture images, made once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach Hugging Face or GitHub; litellm must use its bundled price map.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """The real container runtime (Docker or podman's Docker API); `make test` installs one."""
+    from harness.containers import detect_runtime
+
+    rt = detect_runtime()
+    rt.export_env()
+    return rt
+
+
+@pytest.fixture(scope="session")
+def fixture_rows(tmp_path_factory) -> dict[str, dict]:
+    from harness.testing.fixtures import fixture_rows as build_rows
+
+    return build_rows(tmp_path_factory.mktemp("fixture-repos"))
+
+
+@pytest.fixture(scope="session")
+def fixture_images(runtime, tmp_path_factory) -> dict[str, dict]:
+    """Fixture instance images, built (or reused when up to date) once per test session."""
+    from harness.containers import build_fixture_images
+    from harness.testing.fixtures import fixture_rows as build_rows
+
+    repos = tmp_path_factory.mktemp("image-repos")
+    rows = build_rows(repos)
+    build_fixture_images(runtime, rows, repos)
+    return rows

@@ -1,0 +1,142 @@
+"""End to end, as a user runs it: `pytest evals -m demo -n 2 --junitxml ...` in a subprocess.
+
+Real containers, the official evaluator, mini-swe-agent over real HTTP to the scripted server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.containers
+EXPECTED = {"gold": 3, "empty": 0, "scripted": 2}
+
+
+def run_pytest(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_run(fixture_images, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    junit = runs / "junit.xml"
+    done = run_pytest(
+        "evals",
+        "-m",
+        "demo",
+        "-n",
+        "2",
+        "--junitxml",
+        str(junit),
+        "--runs-dir",
+        str(runs),
+        "--run-id",
+        "e2e-demo",
+    )
+    return done, runs / "e2e-demo", junit
+
+
+def _records(run_dir) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "cases").glob("*.json")}
+
+
+def test_demo_run_exits_zero_and_prints_the_leaderboard(demo_run):
+    done, _, _ = demo_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "swebench-harness leaderboard (run e2e-demo)" in done.stdout
+    assert "5 passed" in done.stdout and "4 failed" in done.stdout
+
+
+def test_demo_records_have_the_expected_outcomes(demo_run):
+    _, run_dir, _ = demo_run
+    records = _records(run_dir)
+    assert len(records) == 9
+    for model, resolved in EXPECTED.items():
+        mine = [r for r in records.values() if r["model_id"] == model]
+        assert len(mine) == 3
+        assert sum(r["outcome"] == "resolved" for r in mine) == resolved, model
+    ledger = records["scripted-fixtures__ledger-3-a1"]
+    assert ledger["outcome"] == "unresolved" and "test_paginate_first_page" in ledger["message"]
+    assert all(r["outcome_class"] == "empty-patch" for r in records.values() if r["model_id"] == "empty")
+    calc = records["scripted-fixtures__calc-1-a1"]
+    assert calc["telemetry"]["calls"] == 5 and calc["steps"] == 5
+    assert (run_dir / calc["artifacts"]["trajectory"]).is_file()
+    assert (run_dir / calc["artifacts"]["report"]).is_file()
+    assert calc["versions"]["swebench"] == "4.1.0"
+    assert calc["dataset"]["source"] == "bundled fixtures"
+
+
+def test_predictions_match_the_records(demo_run):
+    _, run_dir, _ = demo_run
+    records = _records(run_dir)
+    for model in EXPECTED:
+        lines = [json.loads(x) for x in (run_dir / "predictions" / f"{model}.jsonl").read_text().splitlines()]
+        assert len(lines) == 3
+        for line in lines:
+            assert set(line) >= {"instance_id", "model_name_or_path", "model_patch"}
+            assert line["model_patch"] == records[line["case_id"]]["patch"]
+
+
+def test_junit_carries_outcomes_and_properties(demo_run):
+    _, _, junit = demo_run
+    cases = ET.parse(junit).getroot().iter("testcase")
+    seen = {}
+    for case in cases:
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        seen[props["harness_case"]] = (props, case.find("failure") is not None)
+    assert len(seen) == 9
+    props, failed = seen["scripted-fixtures__ledger-3-a1"]
+    assert failed and props["outcome_class"] == "unresolved"
+    props, failed = seen["gold-fixtures__calc-1-a1"]
+    assert not failed and len(props["patch_sha256"]) == 64 and float(props["eval_wall_s"]) > 0
+
+
+def test_leaderboard_and_manifest(demo_run):
+    _, run_dir, _ = demo_run
+    rows = (run_dir / "leaderboard.csv").read_text().splitlines()
+    assert rows[0] == "run_id,model,cases,resolved,resolve_rate,unresolved,errors,skipped"
+    assert rows[1:] == [
+        "e2e-demo,gold,3,3,1.0,0,0,0",
+        "e2e-demo,scripted,3,2,0.6667,1,0,0",
+        "e2e-demo,empty,3,0,0.0,3,0,0",
+    ]
+    assert "e2e-demo,gold,3,3" in (run_dir.parent / "leaderboard.csv").read_text()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["cases"] == 9 and manifest["outcomes"] == {"resolved": 5, "unresolved": 4}
+    assert manifest["dataset_lock"]["hf_repo"] == "SWE-bench/SWE-bench_Lite"
+    assert manifest["versions"]["mini-swe-agent"].startswith("2.")
+    assert isinstance(manifest["cpu_samples"], list)
+
+
+def test_resume_reruns_infra_errors_only(demo_run):
+    done, run_dir, _ = demo_run
+    assert done.returncode == 0
+    records_dir = run_dir / "cases"
+    # Turn one finished case into an infra error, as a crashed evaluator would have left it.
+    victim = records_dir / "gold-fixtures__textkit-2-a1.json"
+    rec = json.loads(victim.read_text())
+    rec.update(outcome="error", outcome_class="evaluator-error", message="simulated")
+    victim.write_text(json.dumps(rec))
+    before = {p.name: p.stat().st_mtime_ns for p in records_dir.glob("*.json") if p != victim}
+    again = run_pytest("evals", "-m", "demo", "--runs-dir", str(run_dir.parent), "--resume", "e2e-demo")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert json.loads(victim.read_text())["outcome"] == "resolved"
+    after = {p.name: p.stat().st_mtime_ns for p in records_dir.glob("*.json") if p != victim}
+    assert after == before, "finished model outcomes must not be re-run"
+    assert len(list(records_dir.glob("*.json"))) == 9
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert len(manifest["resumes"]) == 1

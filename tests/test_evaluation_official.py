@@ -1,0 +1,83 @@
+"""The official swebench 4.1.0 evaluator, through the real container runtime, on the fixture images."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.evaluation import evaluate_patch
+
+pytestmark = pytest.mark.containers
+
+NOT_A_FIX = "\n".join(
+    [
+        "diff --git a/calc/stats.py b/calc/stats.py",
+        "--- a/calc/stats.py",
+        "+++ b/calc/stats.py",
+        "@@ -1,4 +1,4 @@",
+        '-"""Small statistics helpers."""',
+        '+"""Small statistics helpers (edited)."""',
+        " ",
+        " ",
+        " def mean(values):",
+        "",
+    ]
+)
+
+DOES_NOT_APPLY = """diff --git a/calc/missing.py b/calc/missing.py
+--- a/calc/missing.py
++++ b/calc/missing.py
+@@ -1 +1 @@
+-old
++new
+"""
+
+
+def _evaluate(rows, tmp_path, instance_id, patch, model="m"):
+    return evaluate_patch(
+        rows[instance_id],
+        patch,
+        model_id=model,
+        eval_run_id=f"t-{model}",
+        namespace="localhost",
+        log_root=tmp_path / "eval",
+        timeout_s=300,
+    )
+
+
+def test_gold_patches_resolve_every_fixture(fixture_images, tmp_path):
+    for instance_id, row in fixture_images.items():
+        result = _evaluate(fixture_images, tmp_path, instance_id, row["patch"], model="gold")
+        assert result.outcome_class == "resolved", (instance_id, result.message)
+        assert result.resolved and not result.infra
+        status = result.tests_status
+        assert status["FAIL_TO_PASS"]["failure"] == []
+        assert (result.log_dir / "test_output.txt").is_file()
+
+
+def test_a_patch_that_does_not_fix_is_unresolved_and_names_the_failing_test(fixture_images, tmp_path):
+    result = _evaluate(fixture_images, tmp_path, "fixtures__calc-1", NOT_A_FIX)
+    assert result.outcome_class == "unresolved"
+    assert not result.infra
+    assert "tests/test_stats.py::test_mean_empty_raises" in result.message
+    assert result.tests_status["PASS_TO_PASS"]["failure"] == []
+
+
+def test_a_patch_that_does_not_apply_is_a_model_outcome(fixture_images, tmp_path):
+    result = _evaluate(fixture_images, tmp_path, "fixtures__calc-1", DOES_NOT_APPLY)
+    assert result.outcome_class == "patch-apply-failed"
+    assert not result.infra and not result.resolved
+
+
+def test_a_missing_image_is_an_infrastructure_error(fixture_images, tmp_path):
+    row = dict(fixture_images["fixtures__calc-1"])
+    result = evaluate_patch(
+        row,
+        row["patch"],
+        model_id="m",
+        eval_run_id="t-missing",
+        namespace="localhost/nonexistent-ns",
+        log_root=tmp_path / "eval",
+        timeout_s=60,
+    )
+    assert result.infra
+    assert result.outcome_class == "evaluator-error"

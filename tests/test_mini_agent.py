@@ -1,0 +1,102 @@
+"""mini-swe-agent in the fixture containers, driven over real HTTP by the scripted server through litellm."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness.agents import AgentTask
+from harness.agents.mini import MiniRunner
+from harness.config import ModelEntry
+from harness.containers import LABEL_CASE, fixture_image_name
+from harness.testing.llm_server import Script, ScriptedLLMServer
+from harness.testing.scripts import FIXTURE_SCRIPTS
+
+pytestmark = pytest.mark.containers
+
+SCRIPTED = ModelEntry(id="scripted", kind="scripted", litellm_id="openai/scripted-fixture-solver")
+
+
+def _task(runtime, rows, tmp_path: Path, instance_id: str, url: str, **over) -> AgentTask:
+    fields = dict(
+        run_id="test-run",
+        case_id=f"scripted-{instance_id}-{uuid.uuid4().hex[:6]}",
+        row=rows[instance_id],
+        image=fixture_image_name(instance_id),
+        model=SCRIPTED,
+        step_limit=10,
+        command_timeout_s=30,
+        agent_timeout_s=60,
+        artifacts_dir=tmp_path,
+        container_executable=runtime.executable,
+        api_base=url,
+    )
+    fields.update(over)
+    return AgentTask(**fields)
+
+
+def _containers_of(runtime, case_id: str) -> list[str]:
+    done = runtime.run("ps", "-aq", "--filter", f"label={LABEL_CASE}={case_id}", check=False)
+    return done.stdout.split()
+
+
+def test_scripted_model_fixes_calc_inside_the_container(runtime, fixture_images, tmp_path):
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
+        task = _task(runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url)
+        result = MiniRunner().run(task)
+        assert result.infra_error is None, result.traceback
+        assert result.exit_status == "Submitted"
+        assert 'raise ValueError("mean() of empty sequence")' in result.patch
+        assert result.patch.startswith("diff --git a/calc/stats.py")
+        assert result.steps == 5 and result.telemetry.calls == 5
+        assert result.telemetry.prompt_tokens > 0 and result.telemetry.token_source == "provider"
+        assert result.trajectory and result.trajectory.is_file()
+        assert len(server.requests) == 5
+    assert _containers_of(runtime, task.case_id) == [], "the agent container must be removed"
+
+
+def test_agent_commands_never_touch_the_host(runtime, fixture_images, tmp_path):
+    canary = Path("/tmp") / f"harness-canary-{uuid.uuid4().hex}"
+    script = Script(match="mean() of an empty list", steps=[f"touch {canary} && ls {canary}", "exit 0"])
+    with ScriptedLLMServer([script]) as server:
+        task = _task(runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url, step_limit=2)
+        result = MiniRunner().run(task)
+    assert result.exit_status == "LimitsExceeded"
+    observation = str(result.trajectory.read_text())
+    assert str(canary) in observation
+    assert not canary.exists(), "a command of the agent ran on the host"
+
+
+def test_step_limit_without_submission_is_a_model_outcome(runtime, fixture_images, tmp_path):
+    script = Script(match="slugify keeps upper-case", steps=["ls", "ls", "ls"])
+    with ScriptedLLMServer([script]) as server:
+        task = _task(runtime, fixture_images, tmp_path, "fixtures__textkit-2", server.url, step_limit=2)
+        result = MiniRunner().run(task)
+    assert result.infra_error is None
+    assert (result.exit_status, result.patch, result.steps) == ("LimitsExceeded", "", 2)
+
+
+def test_unknown_model_at_the_provider_is_an_infra_error(runtime, fixture_images, tmp_path):
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS), models=["some-other-model"]) as server:
+        task = _task(runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url)
+        result = MiniRunner().run(task)
+    assert result.infra_class == "provider-error"
+    assert "NotFoundError" in result.infra_error
+    assert _containers_of(runtime, task.case_id) == []
+
+
+def test_missing_image_is_a_container_error(runtime, tmp_path, fixture_rows):
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
+        task = _task(
+            runtime,
+            fixture_rows,
+            tmp_path,
+            "fixtures__calc-1",
+            server.url,
+            image="localhost/no-such-image-harness:latest",
+        )
+        result = MiniRunner().run(task)
+    assert result.infra_class == "container-error"
+    assert "CalledProcessError" in result.infra_error
