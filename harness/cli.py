@@ -69,9 +69,15 @@ def _leaderboard(args: argparse.Namespace) -> str:
     if not (run_dir / "cases").is_dir():
         raise HarnessError(f"{args.run_dir}: not a run folder (no cases/); pass runs/<run_id>")
     paths = RunPaths(run_dir.parent, run_dir.name)
-    write_predictions(paths, load_records(paths))
+    unreadable: list[Path] = []
+    write_predictions(paths, load_records(paths, unreadable))
     rows = build_leaderboard(paths)
-    return format_table(rows) + f"\nwritten: {paths.leaderboard_csv}, {paths.runs_dir / 'leaderboard.csv'}"
+    notes = "".join(f"\nunreadable record left in place (not counted): {p}" for p in unreadable)
+    return (
+        format_table(rows)
+        + f"\nwritten: {paths.leaderboard_csv}, {paths.runs_dir / 'leaderboard.csv'}"
+        + notes
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

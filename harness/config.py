@@ -16,11 +16,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness import HarnessError
 
 FIXTURES_SLICE = "fixtures"
-SECRET_KWARGS = ("api_key", "key", "token", "authorization")
+SECRET_WORDS = ("key", "token", "authorization", "secret", "password", "bearer")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _secret_like_keys(value: object, prefix: str = "") -> list[str]:
+    """Keys at any depth whose name looks like a credential (api_key, extra_headers.Authorization, ...)."""
+    if not isinstance(value, dict):
+        return []
+    found = []
+    for key, inner in value.items():
+        name = f"{prefix}{key}"
+        if any(word in str(key).lower() for word in SECRET_WORDS):
+            found.append(name)
+        found += _secret_like_keys(inner, f"{name}.")
+    return found
 
 
 class ModelEntry(Strict):
@@ -38,7 +51,7 @@ class ModelEntry(Strict):
     @field_validator("model_kwargs")
     @classmethod
     def _no_secrets(cls, value: dict[str, object]) -> dict[str, object]:
-        bad = [k for k in value if k.lower() in SECRET_KWARGS]
+        bad = _secret_like_keys(value)
         if bad:
             raise ValueError(f"{bad[0]} must not be in model_kwargs: keys travel in the environment only")
         return value
@@ -124,19 +137,21 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     if not path.is_file():
         raise HarnessError(f"{path}: file not found; restore it from git or pass --harness-config DIR")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise HarnessError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise HarnessError(
-            f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)}); fix the file"
-        ) from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise HarnessError(f"{path}:{where} is not valid YAML ({problem}); fix the file") from None
     try:
         return model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise HarnessError(f"{path}: {loc}: {err['msg']}; fix the file") from None
+        msg = " ".join(str(err["msg"]).split())
+        raise HarnessError(f"{path}: {loc}: {msg}; fix the file") from None
 
 
 def project_root() -> Path:

@@ -94,8 +94,8 @@ def evaluate_patch(
 def classify_evaluation(instance_id: str, log_dir: Path, wall_s: float) -> EvalResult:
     """Turn the evaluator's files (report.json, run_instance.log) into an outcome class."""
     report_path = log_dir / "report.json"
-    if report_path.is_file():
-        report = json.loads(report_path.read_text())[instance_id]
+    report = _read_report(report_path, instance_id)
+    if report is not None:
         resolved = bool(report.get("resolved"))
         return EvalResult(
             "resolved" if resolved else "unresolved",
@@ -119,6 +119,15 @@ def classify_evaluation(instance_id: str, log_dir: Path, wall_s: float) -> EvalR
     tail = [line for line in log.strip().splitlines() if line.strip()][-3:]
     detail = " | ".join(tail)[-400:] or f"no log at {log_path}"
     return EvalResult("evaluator-error", False, True, wall_s, log_dir, None, f"evaluator failed: {detail}")
+
+
+def _read_report(path: Path, instance_id: str) -> dict[str, Any] | None:
+    """The evaluator's report for the instance, or None when it is missing, torn or about something else."""
+    try:
+        report = json.loads(path.read_text())[instance_id]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def failing_tests_message(report: dict[str, Any]) -> str:

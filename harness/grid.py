@@ -20,11 +20,17 @@ class Case:
     split: str
     """`fixtures`, `dev` or `test`: where the instance row comes from."""
     grids: tuple[str, ...]
-    agent_timeout_s: int
+    timeouts: tuple[int, ...]
+    """Agent wall-time limit of each grid in `grids`, in the same order."""
 
     @property
     def case_id(self) -> str:
         return case_id(self.model_id, self.instance_id, self.attempt)
+
+    def agent_timeout_s(self, active_grids: frozenset[str] = frozenset()) -> int:
+        """The limit of the grid being run (`-m i3` -> i3's), else the smallest of the case's grids."""
+        chosen = [t for g, t in zip(self.grids, self.timeouts, strict=True) if g in active_grids]
+        return min(chosen or self.timeouts)
 
 
 def case_id(model_id: str, instance_id: str, attempt: int) -> str:
@@ -71,9 +77,19 @@ def build_grid(
                             "attempt": k,
                             "split": split,
                             "grids": [],
-                            "agent_timeout_s": timeout,
+                            "timeouts": [],
                         },
                     )
                     entry["grids"].append(name)
-                    entry["agent_timeout_s"] = min(entry["agent_timeout_s"], timeout)
-    return [Case(**{**e, "grids": tuple(e["grids"])}) for e in merged.values()]
+                    entry["timeouts"].append(timeout)
+    return [
+        Case(**{**e, "grids": tuple(e["grids"]), "timeouts": tuple(e["timeouts"])}) for e in merged.values()
+    ]
+
+
+def grids_named_in(markexpr: str, grid_names: list[str]) -> frozenset[str]:
+    """The grids a `-m` expression names (`i3`, `i1 and not demo` -> {i1, demo}); used to pick limits."""
+    import re
+
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr or ""))
+    return frozenset(g for g in grid_names if g in words)

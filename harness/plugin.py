@@ -15,7 +15,7 @@ import pytest
 
 from harness import HarnessError
 from harness.config import HarnessConfig
-from harness.grid import Case, build_grid
+from harness.grid import Case, build_grid, grids_named_in
 from harness.records import CaseRecord, RunPaths
 from harness.runinfo import CpuSampler, finish_manifest, new_run_id, start_manifest
 
@@ -171,6 +171,7 @@ def harness_run(request: pytest.FixtureRequest):
         namespace=config.getoption("--image-namespace"),
         eval_workers=config.getoption("--eval-workers") or cfg.agent.evaluation.workers,
         dataset_source=config.getoption("--dataset-source"),
+        active_grids=grids_named_in(config.option.markexpr, list(cfg.agent.grids)),
     )
     yield ctx
     ctx.close()
@@ -231,7 +232,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from harness.leaderboard import build_leaderboard
     from harness.records import load_records, write_predictions
 
-    records = load_records(paths)
+    unreadable: list[Path] = []
+    records = load_records(paths, unreadable)
+    _STATE["unreadable"] = unreadable
     write_predictions(paths, records)
     _STATE["leaderboard"] = build_leaderboard(paths)
     sampler: CpuSampler = _STATE["sampler"]  # type: ignore[assignment]
@@ -252,6 +255,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_sep("=", f"swebench-harness leaderboard (run {paths.run_id})")
     tr.write_line(format_table(rows))  # type: ignore[arg-type]
     tr.write_line(f"records: {paths.cases}  leaderboard: {paths.leaderboard_csv}")
+    for path in _STATE.get("unreadable", []):  # type: ignore[attr-defined]
+        tr.write_line(f"unreadable record left in place (not counted): {path}")
     failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
     if failures["infra"]:
         tr.write_line(

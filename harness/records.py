@@ -135,10 +135,18 @@ def write_record(paths: RunPaths, record: CaseRecord) -> Path:
     return path
 
 
-def load_records(paths: RunPaths) -> list[CaseRecord]:
+def load_records(paths: RunPaths, unreadable: list[Path] | None = None) -> list[CaseRecord]:
+    """Every valid record of the run. Files that do not parse are left in place and listed in `unreadable`."""
     if not paths.cases.is_dir():
         return []
-    return [CaseRecord.model_validate_json(p.read_text()) for p in sorted(paths.cases.glob("*.json"))]
+    records = []
+    for path in sorted(paths.cases.glob("*.json")):
+        try:
+            records.append(CaseRecord.model_validate_json(path.read_bytes()))
+        except (ValueError, OSError):
+            if unreadable is not None:
+                unreadable.append(path)
+    return records
 
 
 def write_predictions(paths: RunPaths, records: list[CaseRecord]) -> list[Path]:

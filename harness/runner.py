@@ -60,7 +60,7 @@ def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTas
         model=model,
         step_limit=limits.step_limit,
         command_timeout_s=limits.command_timeout_s,
-        agent_timeout_s=case.agent_timeout_s,
+        agent_timeout_s=case.agent_timeout_s(ctx.active_grids),
         artifacts_dir=ctx.paths.case_artifacts(case.case_id),
         container_executable=ctx.runtime.executable if needs_runtime else "",
         api_base=ctx.scripted_api_base() if model.kind == "scripted" else None,
@@ -176,6 +176,6 @@ def previous_record(paths, case_id: str) -> CaseRecord | None:
     try:
         record = CaseRecord.model_validate_json(path.read_text())
     except ValueError:  # a torn or foreign file: keep it aside, the case runs again
-        path.rename(path.with_name(path.name + ".corrupt"))
+        path.rename(path.with_name(f"{path.name}.corrupt-{time.time_ns()}"))
         return None
     return None if record.outcome == "error" else record

@@ -53,6 +53,7 @@ class RunContext:
         namespace: str = "swebench",
         eval_workers: int = 4,
         dataset_source: str = "auto",
+        active_grids: frozenset[str] = frozenset(),
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -60,6 +61,7 @@ class RunContext:
         self.namespace = namespace
         self.eval_workers = eval_workers
         self.dataset_source = dataset_source
+        self.active_grids = active_grids
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
         self._runtime: Runtime | None = None

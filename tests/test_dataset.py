@@ -224,6 +224,8 @@ def test_snapshot_instance_ids_and_unknown_split(lock):
 
 @pytest.mark.parametrize("var", OFFLINE_VARS)
 def test_auto_honours_offline_env(monkeypatch, lock, var):
+    for other in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(var, "1")
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("HF must not be called"))
     loaded = load_split(lock, "dev", ROOT)
