@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     fixtures.add_argument("--force", action="store_true", help="rebuild even when up to date")
 
+    models = sub.add_parser("models", help="the model catalog against the providers")
+    msub = models.add_subparsers(dest="action", required=True)
+    check = msub.add_parser("check", help="ask each provider's /models which catalog models exist (online)")
+    check.add_argument("ids", nargs="*", help="model ids (default: every LLM model of the catalog)")
+    prices = msub.add_parser("prices", help="show catalog prices; --refresh updates config/prices.yaml")
+    prices.add_argument("--refresh", action="store_true", help="read OpenRouter's public model list (online)")
+
     board = sub.add_parser("leaderboard", help="rebuild a run's leaderboard and predictions from its records")
     board.add_argument("run_dir", type=Path, help="runs/<run_id>")
     return parser
@@ -59,6 +66,32 @@ def _images(args: argparse.Namespace) -> str:
     return (
         f"fixture images ready ({runtime.name}; built {len(built)}, reused {len(rows) - len(built)}): {names}"
     )
+
+
+def _models(args: argparse.Namespace, config_dir: Path) -> str:
+    from harness.config import HarnessConfig
+    from harness.providers import check_models, refresh_prices
+    from harness.secrets import load_credentials
+
+    load_credentials(config_dir.parent / "secrets" / "credentials.txt")
+    cfg = HarnessConfig(config_dir)
+    if args.action == "prices":
+        note = refresh_prices(cfg.catalog, config_dir / "prices.yaml") if args.refresh else ""
+        cfg = HarnessConfig(config_dir)
+        rows = [
+            f"{m.id:22} in {_usd(m.price_in_per_mtok):>8}  out {_usd(m.price_out_per_mtok):>8}  "
+            f"per Mtok  ({m.price_source or 'no source'}, {m.price_date or 'no date'})"
+            for m in cfg.catalog.models
+            if m.kind == "litellm"
+        ]
+        return "\n".join([*rows, note] if note else rows)
+    wanted = [cfg.catalog.get(i) for i in args.ids] or [m for m in cfg.catalog.models if m.kind == "litellm"]
+    found = check_models(cfg.catalog, wanted)
+    return "\n".join(f"{a.model_id:22} {a.status:15} {a.detail}" for a in found)
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:g}"
 
 
 def _leaderboard(args: argparse.Namespace) -> str:
@@ -89,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             out = _dataset(args, root, config_dir)
         elif args.command == "images":
             out = _images(args)
+        elif args.command == "models":
+            out = _models(args, config_dir)
         else:
             out = _leaderboard(args)
     except HarnessError as e:

@@ -7,6 +7,7 @@ come out as one `HarnessError` line naming the file, the field and what is wrong
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -16,7 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness import HarnessError
 
 FIXTURES_SLICE = "fixtures"
-SECRET_WORDS = ("key", "token", "authorization", "secret", "password", "bearer")
+# Credential-like key names (max_tokens and top_k are sampling settings, not secrets).
+SECRET_KEY_NAME = re.compile(
+    r"(api[_-]?key|secret|password|passwd|authorization|bearer|(access|auth|api)[_-]?token|^token$|^key$)",
+    re.I,
+)
 
 
 class Strict(BaseModel):
@@ -30,7 +35,7 @@ def _secret_like_keys(value: object, prefix: str = "") -> list[str]:
     found = []
     for key, inner in value.items():
         name = f"{prefix}{key}"
-        if any(word in str(key).lower() for word in SECRET_WORDS):
+        if SECRET_KEY_NAME.search(str(key)):
             found.append(name)
         found += _secret_like_keys(inner, f"{name}.")
     return found
@@ -42,9 +47,18 @@ class ModelEntry(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     kind: Literal["gold", "empty", "scripted", "litellm"]
     provider: str | None = None
+    """chutes | openrouter | openai-compatible (any vLLM/SGLang/Ollama server: needs api_base)."""
     litellm_id: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    """Environment variable holding the key (default: the provider's, e.g. CHUTES_API_KEY); None = no key."""
     description: str = ""
-    context_window: int | None = None
+    context_window: int | None = Field(None, ge=1)
+    price_in_per_mtok: float | None = Field(None, ge=0)
+    """USD per million input tokens; null = unknown (cost stays unknown, never $0)."""
+    price_out_per_mtok: float | None = Field(None, ge=0)
+    price_date: str | None = None
+    price_source: str | None = None
     model_kwargs: dict[str, object] = {}
     """Sampling settings passed to the API (temperature, top_p, max_tokens, seed). Never keys."""
 
@@ -60,10 +74,26 @@ class ModelEntry(Strict):
     def _litellm_needs_id(self) -> ModelEntry:
         if self.kind in ("litellm", "scripted") and not self.litellm_id:
             raise ValueError(f"model {self.id}: kind {self.kind} needs litellm_id")
+        if self.provider == "openai-compatible" and not self.api_base:
+            raise ValueError(f"model {self.id}: provider openai-compatible needs api_base")
         return self
+
+    @property
+    def price_known(self) -> bool:
+        return self.price_in_per_mtok is not None and self.price_out_per_mtok is not None
+
+
+class ProviderSettings(Strict):
+    """Per-provider access and quota: where its OpenAI-compatible API is and which variable holds the key."""
+
+    api_base: str | None = None
+    api_key_env: str | None = None
+    calls_per_day: int | None = Field(None, ge=0)
+    """LLM requests per UTC day across all runs and workers (Chutes free tier: 2,000 or 5,000); null = no cap."""
 
 
 class Catalog(Strict):
+    providers: dict[str, ProviderSettings] = {}
     models: list[ModelEntry]
 
     @model_validator(mode="after")
@@ -99,6 +129,27 @@ class EvaluationSettings(Strict):
     workers: int = Field(4, ge=1)
 
 
+class Budgets(Strict):
+    usd_per_run: float | None = Field(None, ge=0)
+    usd_per_case: float | None = Field(None, ge=0)
+    expected_calls_per_case: float = Field(20, gt=0)
+    """For the pre-flight estimate only."""
+    expected_tokens_in_per_call: float = Field(8000, ge=0)
+    expected_tokens_out_per_call: float = Field(400, ge=0)
+
+
+class RetryPolicy(Strict):
+    """One retry policy for LLM requests (the OpenAI SDK's and mini-swe-agent's own retries are off)."""
+
+    max_attempts: int = Field(6, ge=1)
+    base_delay_s: float = Field(1.0, ge=0)
+    max_delay_s: float = Field(60.0, ge=0)
+    max_total_s: float = Field(300.0, ge=0)
+    """Give up when the next wait would pass this much time since the first attempt."""
+    jitter: float = Field(0.25, ge=0, le=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+
+
 class Grid(Strict):
     """What one marker selects: an instance slice x a model set x K attempts."""
 
@@ -113,6 +164,8 @@ class Grid(Strict):
 class AgentConfig(Strict):
     agent: AgentLimits = AgentLimits()
     evaluation: EvaluationSettings = EvaluationSettings()
+    retries: RetryPolicy = RetryPolicy()
+    budgets: Budgets = Budgets()
     grids: dict[str, Grid]
 
 
@@ -163,10 +216,16 @@ def project_root() -> Path:
 class HarnessConfig:
     """All config files of one config directory, validated together."""
 
-    def __init__(self, config_dir: Path, root: Path | None = None):
+    def __init__(
+        self, config_dir: Path, root: Path | None = None, extra_models: list[ModelEntry] | None = None
+    ):
+        from harness.providers import apply_prices, load_price_overrides, with_extra_models
+
         self.dir = config_dir
         self.root = root or project_root()
-        self.catalog = load_yaml_model(config_dir / "model_catalog.yaml", Catalog)
+        catalog = load_yaml_model(config_dir / "model_catalog.yaml", Catalog)
+        catalog = apply_prices(catalog, load_price_overrides(config_dir / "prices.yaml"))
+        self.catalog = with_extra_models(catalog, extra_models or [])
         self.agent = load_yaml_model(config_dir / "sweagent.yaml", AgentConfig)
         self.slices: dict[str, InstanceSlice] = {}
         for name, grid in self.agent.grids.items():

@@ -16,10 +16,16 @@ import pytest
 from harness import HarnessError
 from harness.config import HarnessConfig
 from harness.grid import Case, build_grid, grids_named_in
+from harness.providers import parse_model_spec
 from harness.records import CaseRecord, RunPaths
 from harness.runinfo import CpuSampler, finish_manifest, new_run_id, start_manifest
 
 CASE_PROP = "harness_case"
+SKIP_HINTS = {
+    "no-credentials": " - put the provider's key in secrets/credentials.txt (README: credentials)",
+    "unavailable": " - the provider does not list the model; check `python -m harness models check`",
+    "budget": " - a call quota or USD cap was reached (config/model_catalog.yaml providers, sweagent.yaml budgets)",
+}
 _STATE: dict[str, object] = {}
 
 
@@ -47,6 +53,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--image-namespace",
         default="swebench",
         help="where instance images come from: swebench (Docker Hub), a registry/mirror, or localhost",
+    )
+    group.addoption(
+        "--model-spec",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add a model for this run: 'id=NAME,litellm=openai/MODEL,api_base=URL[,api_key_env=VAR]' (repeatable)",
+    )
+    group.addoption(
+        "--credentials",
+        default=None,
+        help="KEY=VALUE file loaded into the environment (default: secrets/credentials.txt)",
+    )
+    group.addoption(
+        "--check-models",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="ask providers' /models which models exist before the run (auto: when any has credentials)",
     )
     group.addoption(
         "--dataset-source",
@@ -82,7 +106,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_eval_session(config):
         return
     try:
-        cfg = HarnessConfig(Path(config.getoption("--harness-config") or config.rootpath / "config"))
+        _load_credentials(config)
+        specs = [parse_model_spec(spec) for spec in config.getoption("--model-spec")]
+        cfg = HarnessConfig(
+            Path(config.getoption("--harness-config") or config.rootpath / "config"), extra_models=specs
+        )
         models = (
             [m.strip() for m in config.getoption("--models").split(",") if m.strip()]
             if config.getoption("--models")
@@ -101,6 +129,16 @@ def pytest_configure(config: pytest.Config) -> None:
             _start_run(config, cfg, run_id)
     else:
         _STATE["run_id"] = config.workerinput["harness_run_id"]  # type: ignore[attr-defined]
+
+
+def _load_credentials(config: pytest.Config) -> None:
+    from harness.secrets import load_credentials, register_env_secrets
+
+    path = Path(config.getoption("--credentials") or config.rootpath / "secrets" / "credentials.txt")
+    if config.getoption("--credentials") and not path.is_file():
+        raise HarnessError(f"--credentials {path}: no such file; copy secrets/credentials.example.txt")
+    load_credentials(path)
+    register_env_secrets()
 
 
 def _check_instances(cfg: HarnessConfig) -> None:
@@ -132,9 +170,32 @@ def _start_run(config: pytest.Config, cfg: HarnessConfig, run_id: str) -> None:
             f"run {run_id} already has records in {paths.root}; use --resume {run_id} or another --run-id"
         )
     start_manifest(paths, cfg, argv=list(config.invocation_params.args), resume=resume)
+    _STATE["preflight"] = _preflight(config, cfg, paths)
     sampler = CpuSampler()
     sampler.start()
     _STATE.update(paths=paths, sampler=sampler)
+
+
+def _preflight(config: pytest.Config, cfg: HarnessConfig, paths: RunPaths) -> list[str]:
+    from harness.preflight import (
+        check_availability,
+        credential_lines,
+        estimate_lines,
+        selected_cases,
+        selected_models,
+    )
+
+    active = grids_named_in(config.option.markexpr, list(cfg.agent.grids))
+    cases = selected_cases(_STATE["cases"], active)  # type: ignore[arg-type]
+    models = selected_models(cfg, cases)
+    lines = credential_lines(cfg, models) + estimate_lines(cfg, cases, models)
+    if config.getoption("--check-models") != "no":
+        lines += check_availability(cfg, models, paths)
+    return lines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"swebench-harness: {line}" for line in _STATE.get("preflight", [])]  # type: ignore[union-attr]
 
 
 def _runs_dir(config: pytest.Config) -> Path:
@@ -238,10 +299,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     write_predictions(paths, records)
     _STATE["leaderboard"] = build_leaderboard(paths)
     sampler: CpuSampler = _STATE["sampler"]  # type: ignore[assignment]
-    finish_manifest(paths, records, sampler.stop(), exitstatus=int(exitstatus))
+    from harness.session import open_ledger
+
+    ledger = open_ledger(_STATE["cfg"], paths.runs_dir, paths.run_id)  # type: ignore[arg-type]
+    finish_manifest(paths, records, sampler.stop(), exitstatus=int(exitstatus), budget=ledger.summary())
+    from harness.secrets import redact_tree
+
+    redact_tree(paths.root)
+    _STATE["skips"] = _skip_counts(records)
     failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
     if exitstatus == pytest.ExitCode.TESTS_FAILED and failures["infra"] == 0 and failures["other"] == 0:
         session.exitstatus = pytest.ExitCode.OK  # unresolved cases are results, not a failed run
+
+
+def _skip_counts(records: list[CaseRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rec in records:
+        if rec.outcome == "skipped":
+            counts[rec.outcome_class] = counts.get(rec.outcome_class, 0) + 1
+    return counts
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pytest wrote the JUnit file in its sessionfinish; redact secrets from it too."""
+    xmlpath = getattr(config.option, "xmlpath", None)
+    if xmlpath and "paths" in _STATE and _is_controller(config) and Path(xmlpath).is_file():
+        from harness.secrets import redact_file
+
+        redact_file(Path(xmlpath))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -255,6 +340,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_sep("=", f"swebench-harness leaderboard (run {paths.run_id})")
     tr.write_line(format_table(rows))  # type: ignore[arg-type]
     tr.write_line(f"records: {paths.cases}  leaderboard: {paths.leaderboard_csv}")
+    skips: dict[str, int] = _STATE.get("skips", {})  # type: ignore[assignment]
+    for cls, n in sorted(skips.items()):
+        tr.write_line(f"{n} case(s) skipped: {cls}" + (SKIP_HINTS.get(cls, "")))
     for path in _STATE.get("unreadable", []):  # type: ignore[attr-defined]
         tr.write_line(f"unreadable record left in place (not counted): {path}")
     failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]

@@ -36,14 +36,24 @@ class Telemetry(BaseModel):
     """Sum of the LLM calls of one case. Token counts say where they come from."""
 
     calls: int = 0
+    """HTTP requests to the provider, failed ones included."""
+    failed_calls: int = 0
     retries: int = 0
+    """Requests that repeated a failed one (attempt > 1)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     token_source: str = "none"
+    """provider (usage), tokenizer (litellm.token_counter), approx-chars/4, or a '+' mix; sweagent-local-tokenizer."""
     cost_usd: float | None = None
+    """Catalog price x tokens; None when the price is unknown (never 0 for unknown)."""
     price_source: str = "unknown"
+    provider_cost_usd: float | None = None
+    """What the provider billed, where it says (OpenRouter usage.cost)."""
+    cost_difference_usd: float | None = None
+    retry_wait_s: float = 0.0
     latencies_s: list[float] = []
+    """Per successful request, request to last byte, waits between retries excluded."""
 
 
 class CaseRecord(BaseModel):
@@ -130,8 +140,10 @@ class RunPaths:
 
 
 def write_record(paths: RunPaths, record: CaseRecord) -> Path:
+    from harness.secrets import redact_json
+
     path = paths.record(record.case_id)
-    write_json_atomic(path, record.model_dump(mode="json"))
+    write_json_atomic(path, redact_json(record.model_dump(mode="json")))
     return path
 
 

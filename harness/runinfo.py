@@ -80,7 +80,12 @@ def start_manifest(paths: RunPaths, cfg: HarnessConfig, *, argv: list[str], resu
 
 
 def finish_manifest(
-    paths: RunPaths, records: list[CaseRecord], cpu_samples: list[float], *, exitstatus: int
+    paths: RunPaths,
+    records: list[CaseRecord],
+    cpu_samples: list[float],
+    *,
+    exitstatus: int,
+    budget: dict | None = None,
 ) -> None:
     manifest = (
         json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {"run_id": paths.run_id}
@@ -105,5 +110,6 @@ def finish_manifest(
         cpu_max_percent=max(cpu_samples, default=0.0),
         cpu_mean_percent=round(sum(cpu_samples) / len(cpu_samples), 1) if cpu_samples else 0.0,
         pytest_exitstatus=exitstatus,
+        budget=budget or {},
     )
     write_json_atomic(paths.manifest, manifest)

@@ -10,11 +10,13 @@ import time
 from datetime import UTC, datetime
 
 from harness.agents import AgentResult, AgentTask, runner_for
-from harness.config import FIXTURES_SLICE, ModelEntry
+from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
 from harness.containers import instance_image_name
 from harness.evaluation import eval_slot, evaluate_patch
 from harness.grid import Case
-from harness.records import CaseRecord, sha256_text, write_record
+from harness.providers import missing_key, provider_settings
+from harness.records import SKIP_CLASSES, CaseRecord, sha256_text, write_record
+from harness.secrets import redact_json, redact_tree
 from harness.session import RunContext
 
 PATCH_CLASS_TEXT = {
@@ -63,8 +65,39 @@ def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTas
         agent_timeout_s=case.agent_timeout_s(ctx.active_grids),
         artifacts_dir=ctx.paths.case_artifacts(case.case_id),
         container_executable=ctx.runtime.executable if needs_runtime else "",
-        api_base=ctx.scripted_api_base() if model.kind == "scripted" else None,
+        api_base=ctx.scripted_api_base() if model.kind == "scripted" else _api_base(ctx, model),
+        api_key_env=provider_settings(ctx.cfg.catalog, model).api_key_env
+        if model.kind == "litellm"
+        else None,
+        retry=ctx.cfg.agent.retries,
+        reserve_call=(lambda: ctx.ledger.reserve_call(model.provider or model.id, case.case_id))
+        if model.kind == "litellm"
+        else None,
+        settle_call=(
+            lambda call_id, cost, status: ctx.ledger.settle_call(call_id, cost_usd=cost, status=status)
+        )
+        if model.kind == "litellm"
+        else None,
     )
+
+
+def _api_base(ctx: RunContext, model: ModelEntry) -> str | None:
+    """Explicit endpoints only (catalog or --model-spec); chutes/ and openrouter/ are known to litellm."""
+    return (
+        model.api_base or (ctx.cfg.catalog.providers.get(model.provider or "") or ProviderSettings()).api_base
+    )
+
+
+def skip_reason(ctx: RunContext, case: Case, model: ModelEntry) -> tuple[str, str] | None:
+    """Why the case must not start: (no-credentials | unavailable | budget, one-line message), else None."""
+    if env := missing_key(ctx.cfg.catalog, model):
+        return "no-credentials", f"{env} is not set: add it to secrets/credentials.txt (see README)"
+    status = ctx.availability.get(model.id, {})
+    if status.get("status") == "unavailable":
+        return "unavailable", f"{model.id}: {status.get('detail', 'not served by the provider')}"
+    if model.kind == "litellm" and (scope := ctx.ledger.exhausted(model.provider or model.id, case.case_id)):
+        return "budget", f"budget exhausted ({scope})"
+    return None
 
 
 def run_case(ctx: RunContext, case: Case) -> CaseRecord:
@@ -73,9 +106,14 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
     row = ctx.row(case.split, case.instance_id)
     task = _task(ctx, case, model, row)
     task.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    result = runner_for(model).run(task)
+    if skip := skip_reason(ctx, case, model):
+        result = AgentResult(patch="", exit_status="NotStarted", infra_class=skip[0], infra_error=skip[1])
+    else:
+        result = runner_for(model).run(task)
     fields: dict = {"outcome_class": "", "message": "", "errors": []}
-    if result.infra_error:
+    if result.infra_class in SKIP_CLASSES:
+        fields.update(outcome="skipped", outcome_class=result.infra_class, message=result.infra_error or "")
+    elif result.infra_error:
         fields.update(outcome="error", outcome_class=result.infra_class, message=result.infra_error)
         fields["errors"].append(
             {"stage": "agent", "error": result.infra_error, "traceback": result.traceback}
@@ -121,6 +159,8 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
         artifacts=_artifacts(ctx, case, result, fields.pop("log_dir", None)),
         **fields,
     )
+    redact_tree(task.artifacts_dir)  # trajectories, call logs and evaluator logs, before the record lands
+    record = CaseRecord.model_validate(redact_json(record.model_dump(mode="json")))
     write_record(ctx.paths, record)
     return record
 

@@ -7,6 +7,7 @@ first use, so pytest collection stays cheap and touches neither containers nor t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +37,21 @@ def config_hash(config_dir: Path) -> str:
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+def open_ledger(cfg: HarnessConfig, runs_dir: Path, run_id: str):
+    """The budget ledger shared by every worker and every run under `runs_dir`, with the configured limits."""
+    from harness.budget import Ledger, Limits
+    from harness.providers import PROVIDER_DEFAULTS
+
+    quotas = {}
+    for name in {*PROVIDER_DEFAULTS, *cfg.catalog.providers}:
+        settings = cfg.catalog.providers.get(name) or PROVIDER_DEFAULTS.get(name)
+        if settings is not None and settings.calls_per_day is not None:
+            quotas[name] = settings.calls_per_day
+    budgets = cfg.agent.budgets
+    limits = Limits(calls_per_day=quotas, usd_per_run=budgets.usd_per_run, usd_per_case=budgets.usd_per_case)
+    return Ledger(runs_dir / ".budget-ledger.sqlite", run_id, limits)
 
 
 # litellm otherwise fetches its price map from GitHub at import (retrying for seconds when offline);
@@ -68,6 +84,8 @@ class RunContext:
         self._rows: dict[str, dict[str, dict]] = {}
         self.dataset_info: dict[str, dict[str, str]] = {}
         self._server: Any = None
+        self._ledger: Any = None
+        self._availability: dict[str, dict[str, str]] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
 
     @property
@@ -104,6 +122,21 @@ class RunContext:
             "fingerprint": lock.splits[split].fingerprint,
         }
         return loaded.rows
+
+    @property
+    def ledger(self):
+        """The cross-process budget ledger (runs/.budget-ledger.sqlite: daily quotas span runs)."""
+        if self._ledger is None:
+            self._ledger = open_ledger(self.cfg, self.paths.runs_dir, self.run_id)
+        return self._ledger
+
+    @property
+    def availability(self) -> dict[str, dict[str, str]]:
+        """Model availability found by the controller's pre-flight (runs/<id>/availability.json), if any."""
+        if self._availability is None:
+            path = self.paths.root / "availability.json"
+            self._availability = json.loads(path.read_text()) if path.is_file() else {}
+        return self._availability
 
     def scripted_api_base(self) -> str:
         """The scripted OpenAI-compatible server of this process, started on 127.0.0.1 on first use."""

@@ -62,9 +62,20 @@ def test_real_config_loads() -> None:
         "kimi-k2-75k",
         "glm-4.5",
         "glm-4.5-air",
+        "qwen3-coder-or",
+        "deepseek-v3.1",
+        "gpt-oss-120b",
+        "glm-4.5-air-or",
+        "devstral-small",
     ]
+    openrouter = [m for m in cfg.catalog.models if m.provider == "openrouter"]
+    assert len(openrouter) >= 4 and all(m.litellm_id.startswith("openrouter/") for m in openrouter)
+    assert all(m.price_in_per_mtok is None or m.price_date for m in cfg.catalog.models)
+    assert cfg.catalog.providers["chutes"].calls_per_day == 2000
+    assert len(cfg.agent.grids["i2"].models) >= 9  # plan i2: 8-10 models with results, plus the baseline
+    assert cfg.agent.budgets.usd_per_run == 5.0
     assert cfg.catalog.get("kimi-k2-0905").litellm_id == "chutes/moonshotai/Kimi-K2-Instruct-0905"
-    assert sorted(cfg.agent.grids) == ["demo", "i0", "i1", "i3"]
+    assert sorted(cfg.agent.grids) == ["demo", "i0", "i1", "i2", "i3"]
     assert cfg.agent.grids["i1"].attempts == 2
     assert cfg.agent.grids["i1"].agent_timeout_s == 45
     assert cfg.agent.agent.step_limit == 40
@@ -235,3 +246,23 @@ def test_load_yaml_model_directly(cfg_dir: Path) -> None:
     ]
     with pytest.raises(HarnessError, match="models: Field required"):
         load_yaml_model(cfg_dir / "instances_i0.yaml", Catalog)
+
+
+def test_sampling_settings_are_not_mistaken_for_secrets(cfg_dir: Path) -> None:
+    from harness.config import ModelEntry
+
+    entry = ModelEntry(
+        id="m",
+        kind="litellm",
+        litellm_id="openai/m",
+        model_kwargs={"max_tokens": 100, "top_k": 5, "temperature": 0.0, "seed": 1},
+    )
+    assert entry.model_kwargs["max_tokens"] == 100
+    for bad in (
+        {"api_key": "x"},
+        {"extra_headers": {"Authorization": "x"}},
+        {"openai_api_key": "x"},
+        {"access_token": "x"},
+    ):
+        with pytest.raises(ValueError, match="must not be in model_kwargs"):
+            ModelEntry(id="m", kind="litellm", litellm_id="openai/m", model_kwargs=bad)

@@ -87,15 +87,18 @@ def test_i1_grid(cases: list[Case]) -> None:
 
 
 def test_whole_grid_counts(cases: list[Case]) -> None:
-    # demo 9 + i0 3x3x1 + i3 19x7x2; i1 is inside i3, i0 shares its empty/kimi a1 cases on 2 instances
+    # demo 9 + i0 3x3x1 + i3 19x7x2 + i2's 5 OpenRouter models x 8 x 2; i1 is inside i2 and i3,
+    # i0 shares its empty/kimi a1 cases on 2 instances
     assert len(in_grid(cases, "i0")) == 9
+    assert len(in_grid(cases, "i2")) == 192
     assert len(in_grid(cases, "i3")) == 266
-    assert len(cases) == 280
+    assert len(cases) == 360
     assert Counter(c.grids for c in cases) == {
         ("demo",): 9,
         ("i0",): 5,
-        ("i0", "i1", "i3"): 4,
-        ("i1", "i3"): 108,
+        ("i0", "i1", "i2", "i3"): 4,
+        ("i1", "i2", "i3"): 108,
+        ("i2",): 80,
         ("i3",): 154,
     }
 
@@ -103,13 +106,13 @@ def test_whole_grid_counts(cases: list[Case]) -> None:
 def test_case_in_several_grids_carries_every_marker(cases: list[Case]) -> None:
     by_id = {c.case_id: c for c in cases}
     shared = by_id["kimi-k2-0905-sqlfluff__sqlfluff-1625-a1"]
-    assert shared.grids == ("i0", "i1", "i3")
+    assert shared.grids == ("i0", "i1", "i2", "i3")
     assert shared.agent_timeout_s() == 45  # no grid named: the smallest limit of its grids
     assert shared.agent_timeout_s(frozenset({"i0"})) == 300  # -m i0: i0's limit
     assert shared.agent_timeout_s(frozenset({"i3"})) == 90  # -m i3: i3's limit
     assert by_id["gold-sqlfluff__sqlfluff-1625-a1"].grids == ("i0",)
     assert by_id["gold-sqlfluff__sqlfluff-1625-a1"].agent_timeout_s() == 300  # i0 has no grid limit
-    assert by_id["kimi-k2-0905-sqlfluff__sqlfluff-1625-a2"].grids == ("i1", "i3")
+    assert by_id["kimi-k2-0905-sqlfluff__sqlfluff-1625-a2"].grids == ("i1", "i2", "i3")
     assert "gold-sqlfluff__sqlfluff-1625-a2" not in by_id  # i0 is K=1
 
 

@@ -78,12 +78,12 @@ def test_step_limit_without_submission_is_a_model_outcome(runtime, fixture_image
     assert (result.exit_status, result.patch, result.steps) == ("LimitsExceeded", "", 2)
 
 
-def test_unknown_model_at_the_provider_is_an_infra_error(runtime, fixture_images, tmp_path):
+def test_unknown_model_at_the_provider_is_unavailable(runtime, fixture_images, tmp_path):
     with ScriptedLLMServer(list(FIXTURE_SCRIPTS), models=["some-other-model"]) as server:
         task = _task(runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url)
         result = MiniRunner().run(task)
-    assert result.infra_class == "provider-error"
-    assert "NotFoundError" in result.infra_error
+    assert result.infra_class == "unavailable"
+    assert "does not serve openai/scripted-fixture-solver" in result.infra_error
     assert _containers_of(runtime, task.case_id) == []
 
 

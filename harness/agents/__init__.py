@@ -5,11 +5,12 @@ Backends: baselines (gold, empty: no LLM, no container), mini (mini-swe-agent in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from harness.config import ModelEntry
+from harness.config import ModelEntry, RetryPolicy
 from harness.records import Telemetry
 
 
@@ -27,6 +28,11 @@ class AgentTask:
     artifacts_dir: Path
     container_executable: str
     api_base: str | None = None
+    api_key_env: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    reserve_call: Callable[[], int] | None = None
+    """Budget ledger hook before each request (raises budget.BudgetExhausted)."""
+    settle_call: Callable[[int, float | None, str], None] | None = None
 
 
 @dataclass
@@ -39,8 +45,9 @@ class AgentResult:
     trajectory: Path | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
     infra_error: str | None = None
-    """Set when the attempt failed for a reason that is not the model's (provider, container)."""
+    """Set when the attempt ended for a reason that is not the model's (provider, container, budget)."""
     infra_class: str = ""
+    """provider-error, container-error, agent-crash (errors) or unavailable, budget (skips)."""
     traceback: str = ""
 
 

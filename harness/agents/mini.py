@@ -20,8 +20,6 @@ from harness.agents import AgentResult, AgentTask
 from harness.containers import LABEL_CASE, LABEL_RUN
 from harness.records import Telemetry
 
-AGENT_RETRY_ATTEMPTS = "3"
-
 
 def mini_benchmark_config(name: str) -> dict[str, Any]:
     import minisweagent
@@ -30,27 +28,16 @@ def mini_benchmark_config(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def summarize_usage(messages: list[dict]) -> Telemetry:
-    """Sum provider-reported usage over the trajectory's model responses."""
-    tel = Telemetry()
-    for msg in messages:
-        response = (msg.get("extra") or {}).get("response")
-        if not isinstance(response, dict):
-            continue
-        tel.calls += 1
-        usage = response.get("usage") or {}
-        if usage:
-            tel.token_source = "provider"
-            tel.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            tel.completion_tokens += int(usage.get("completion_tokens") or 0)
-            details = usage.get("prompt_tokens_details") or {}
-            tel.cached_tokens += int(details.get("cached_tokens") or 0)
-    return tel
-
-
 def _infra_class(exc: BaseException) -> str:
-    module = type(exc).__module__
-    if module.startswith(("litellm", "openai", "httpx")):
+    from harness.agents.llm import ModelUnavailable, ProviderRetriesExhausted
+
+    if type(exc).__name__ == "BudgetExhausted":
+        return "budget"
+    if isinstance(exc, ModelUnavailable):
+        return "unavailable"
+    if isinstance(exc, ProviderRetriesExhausted) or type(exc).__module__.startswith(
+        ("litellm", "openai", "httpx")
+    ):
         return "provider-error"
     if isinstance(exc, subprocess.CalledProcessError | subprocess.TimeoutExpired):
         return "container-error"
@@ -63,14 +50,13 @@ class MiniRunner:
     def run(self, task: AgentTask) -> AgentResult:
         from minisweagent.agents.default import DefaultAgent
         from minisweagent.environments.docker import DockerEnvironment
-        from minisweagent.models.litellm_model import LitellmModel
 
-        os.environ.setdefault("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", AGENT_RETRY_ATTEMPTS)
+        from harness.agents.llm import HarnessLitellmModel, summarize_calls
+
         bench = mini_benchmark_config("swebench.yaml")
         traj = task.artifacts_dir / "trajectory.json"
         start = time.monotonic()
-        env = None
-        agent = None
+        env = agent = model = None
         try:
             env = DockerEnvironment(
                 image=task.image,
@@ -88,7 +74,7 @@ class MiniRunner:
                 ],
                 container_timeout=f"{task.agent_timeout_s + 600}s",
             )
-            model = LitellmModel(**self._model_config(task, bench))
+            model = HarnessLitellmModel(**self._model_config(task, bench))
             agent = DefaultAgent(
                 model,
                 env,
@@ -106,7 +92,7 @@ class MiniRunner:
                 steps=agent.n_calls,
                 wall_s=time.monotonic() - start,
                 trajectory=traj if traj.exists() else None,
-                telemetry=summarize_usage(agent.messages),
+                telemetry=Telemetry(**summarize_calls(model.calls)),
             )
         except Exception as exc:  # the agent loop re-raises what it cannot handle: not the model's outcome
             return AgentResult(
@@ -115,7 +101,7 @@ class MiniRunner:
                 steps=agent.n_calls if agent else 0,
                 wall_s=time.monotonic() - start,
                 trajectory=traj if traj.exists() else None,
-                telemetry=summarize_usage(agent.messages) if agent else Telemetry(),
+                telemetry=Telemetry(**summarize_calls(model.calls)) if model else Telemetry(),
                 infra_error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
                 infra_class=_infra_class(exc),
                 traceback=traceback.format_exc(),
@@ -131,7 +117,11 @@ class MiniRunner:
 
     @staticmethod
     def _model_config(task: AgentTask, bench: dict[str, Any]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"drop_params": True, "max_retries": 0, "timeout": task.agent_timeout_s}
+        kwargs: dict[str, Any] = {
+            "drop_params": True,
+            "max_retries": 0,
+            "timeout": min(task.retry.request_timeout_s, task.agent_timeout_s),
+        }
         kwargs.update(task.model.model_kwargs)
         if task.api_base:
             kwargs["api_base"] = task.api_base
@@ -139,6 +129,12 @@ class MiniRunner:
             # litellm's openai client insists on a key; the scripted server ignores it. Not a secret.
             os.environ.setdefault("OPENAI_API_KEY", "scripted-server-needs-no-key")
         return {
+            "entry": task.model,
+            "policy": task.retry,
+            "api_key_env": task.api_key_env,
+            "calls_path": task.artifacts_dir / "llm_calls.jsonl",
+            "reserve": task.reserve_call,
+            "settle": task.settle_call,
             "model_name": task.model.litellm_id,
             "model_kwargs": kwargs,
             "cost_tracking": "ignore_errors",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import threading
@@ -168,8 +169,13 @@ class ScriptedLLMServer:
 
     def _log(self, body: Any, headers: dict[str, str], path: str) -> None:
         safe = {k.lower(): (REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+        # A digest of the bearer token lets tests check which key arrived without keeping the key.
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        token = auth.removeprefix("Bearer ").strip()
+        digest = hashlib.sha256(token.encode()).hexdigest() if token else ""
+        entry = {"body": body, "headers": safe, "time": time.time(), "path": path, "auth_sha256": digest}
         with self._lock:
-            self.requests.append({"body": body, "headers": safe, "time": time.time(), "path": path})
+            self.requests.append(entry)
 
     def _next_call_id(self) -> str:
         with self._lock:

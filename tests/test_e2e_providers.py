@@ -1,0 +1,194 @@
+"""Real-model runs, end to end with a provider stand-in: credentials, redaction, quotas and USD caps.
+
+`pytest evals` runs in a subprocess against the fixture instances; the "provider" is the project's
+scripted OpenAI-compatible server in this process, reached over real HTTP through litellm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from harness.testing.llm_server import Script, ScriptedLLMServer
+from harness.testing.scripts import FIXTURE_SCRIPTS
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.containers
+SENTINEL = "sk-sentinel-9f8e7d6c5b4a39281706"
+
+
+def run_evals(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _config(tmp_path, catalog_edit=None, agent_edit=None):
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    for name, edit in (("model_catalog.yaml", catalog_edit), ("sweagent.yaml", agent_edit)):
+        if edit:
+            data = yaml.safe_load((cfg / name).read_text())
+            edit(data)
+            (cfg / name).write_text(yaml.safe_dump(data))
+    return cfg
+
+
+def _records(run_dir) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((run_dir / "cases").glob("*.json"))]
+
+
+def test_a_sentinel_key_never_lands_in_any_file(fixture_images, tmp_path):
+    creds = tmp_path / "credentials.txt"
+    creds.write_text(f"# test credentials\nexport SIM_API_KEY='{SENTINEL}'\n")
+    leaky = [
+        Script(match=s.match, thought=f"my key is {SENTINEL}", steps=[f"echo {SENTINEL}", *s.steps])
+        for s in FIXTURE_SCRIPTS
+    ]
+    junit = tmp_path / "junit.xml"
+    with ScriptedLLMServer(leaky) as server:
+        done = run_evals(
+            "-m",
+            "demo",
+            "--models",
+            "sim",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--run-id",
+            "leak",
+            "--credentials",
+            str(creds),
+            "--junitxml",
+            str(junit),
+            "--model-spec",
+            f"id=sim,litellm=openai/sim,api_base={server.url},api_key_env=SIM_API_KEY",
+            env={"SIM_API_KEY": ""},
+        )
+        assert any(r["auth_sha256"] for r in server.requests), "the key must reach the provider"
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    records = _records(tmp_path / "runs" / "leak")
+    assert len(records) == 3 and sum(r["outcome"] == "resolved" for r in records) == 2
+    files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] + [junit]
+    assert len(files) > 20
+    leaks = [str(p) for p in files if SENTINEL.encode() in p.read_bytes()]
+    assert leaks == []
+    trajectory = tmp_path / "runs" / "leak" / "artifacts" / "sim-fixtures__calc-1-a1" / "trajectory.json"
+    assert "[REDACTED:SIM_API_KEY]" in trajectory.read_text()  # the model echoed it: redacted, not dropped
+
+
+def test_a_daily_call_quota_hit_mid_run_skips_the_rest(fixture_images, tmp_path):
+    quota = 12
+
+    def catalog(data):
+        data["providers"] = {"openai-compatible": {"calls_per_day": quota}}
+
+    cfg = _config(tmp_path, catalog_edit=catalog)
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
+        done = run_evals(
+            "-m",
+            "demo",
+            "--models",
+            "sim",
+            "--attempts",
+            "3",
+            "-n",
+            "4",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--run-id",
+            "quota",
+            "--harness-config",
+            str(cfg),
+            "--model-spec",
+            f"id=sim,litellm=openai/sim,api_base={server.url}",
+        )
+        served = len(server.requests)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    records = _records(tmp_path / "runs" / "quota")
+    assert len(records) == 9
+    skipped = [r for r in records if r["outcome"] == "skipped"]
+    assert skipped and all(r["outcome_class"] == "budget" for r in skipped)
+    assert any(r["outcome"] in ("resolved", "unresolved") for r in records)
+    assert served <= quota  # reservations make the overshoot zero (the issue allows one call per worker)
+    assert sum(r["telemetry"]["calls"] for r in records) == served
+    assert "case(s) skipped: budget" in done.stdout
+
+
+def test_a_usd_cap_hit_mid_run_stops_spending(fixture_images, tmp_path):
+    cap = 0.05
+
+    def agent(data):
+        data["budgets"] = {"usd_per_run": cap}
+
+    cfg = _config(tmp_path, agent_edit=agent)
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
+        done = run_evals(
+            "-m",
+            "demo",
+            "--models",
+            "sim",
+            "--attempts",
+            "2",
+            "-n",
+            "2",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--run-id",
+            "usd",
+            "--harness-config",
+            str(cfg),
+            "--model-spec",
+            f"id=sim,litellm=openai/sim,api_base={server.url},price_in=10,price_out=10",
+        )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    records = _records(tmp_path / "runs" / "usd")
+    spent = sum(r["telemetry"]["cost_usd"] or 0 for r in records)
+    per_call = [
+        c["cost_usd"]
+        for p in (tmp_path / "runs" / "usd" / "artifacts").rglob("llm_calls.jsonl")
+        for c in map(json.loads, p.read_text().splitlines())
+        if c["cost_usd"]
+    ]
+    assert per_call and spent >= cap
+    assert spent <= cap + 2 * max(per_call)  # at most one in-flight call per worker past the cap
+    assert any(r["outcome_class"] == "budget" for r in records)
+    manifest = json.loads((tmp_path / "runs" / "usd" / "manifest.json").read_text())
+    assert manifest["budget"]["spent_usd"] == pytest.approx(spent, rel=1e-6)
+
+
+def test_without_credentials_i1_skips_every_llm_case_and_exits_cleanly(tmp_path):
+    env = {k: "" for k in ("CHUTES_API_KEY", "OPENROUTER_API_KEY")}
+    empty = tmp_path / "credentials.txt"
+    empty.write_text("CHUTES_API_KEY=\n")
+    done = run_evals(
+        "-m",
+        "i1",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--run-id",
+        "nocreds",
+        "--credentials",
+        str(empty),
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    records = _records(tmp_path / "runs" / "nocreds")
+    assert len(records) == 112
+    llm = [r for r in records if r["model_id"] != "empty"]
+    assert len(llm) == 96 and {(r["outcome"], r["outcome_class"]) for r in llm} == {
+        ("skipped", "no-credentials")
+    }
+    assert {r["outcome_class"] for r in records if r["model_id"] == "empty"} == {"empty-patch"}
+    assert "no credentials: CHUTES_API_KEY is not set" in done.stdout
+    assert "96 case(s) skipped: no-credentials" in done.stdout
