@@ -112,7 +112,8 @@ class Catalog(Strict):
 
 
 class AgentLimits(Strict):
-    backend: Literal["mini"] = "mini"
+    backend: Literal["mini", "sweagent"] = "mini"
+    """mini (mini-swe-agent, in-process) or sweagent (SWE-agent 1.1.0 CLI, optional extra); --agent overrides."""
     mini_config: str = "swebench.yaml"
     """mini-swe-agent benchmark config whose prompts the agent uses (from minisweagent/config/benchmarks)."""
     step_limit: int = Field(40, ge=1)

@@ -55,6 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where instance images come from: swebench (Docker Hub), a registry/mirror, or localhost",
     )
     group.addoption(
+        "--agent",
+        default=None,
+        choices=["mini", "sweagent"],
+        help="agent backend: mini (mini-swe-agent, default) or sweagent (SWE-agent 1.1.0, pip install -e '.[sweagent]')",
+    )
+    group.addoption(
         "--model-spec",
         action="append",
         default=[],
@@ -120,7 +126,10 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_instances(cfg)
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
-    _STATE.update(cfg=cfg, cases=cases, failures={"model": 0, "infra": 0, "other": 0})
+    backend = config.getoption("--agent") or cfg.agent.agent.backend
+    _STATE.update(cfg=cfg, cases=cases, backend=backend, failures={"model": 0, "infra": 0, "other": 0})
+    if backend == "sweagent" and not config.option.collectonly:
+        _require_sweagent()
     if _is_controller(config):
         _cap_workers(config)
         run_id = config.getoption("--resume") or config.getoption("--run-id") or new_run_id()
@@ -129,6 +138,15 @@ def pytest_configure(config: pytest.Config) -> None:
             _start_run(config, cfg, run_id)
     else:
         _STATE["run_id"] = config.workerinput["harness_run_id"]  # type: ignore[attr-defined]
+
+
+def _require_sweagent() -> None:
+    import shutil
+
+    if shutil.which("sweagent") is None:
+        raise pytest.UsageError(
+            "--agent sweagent: SWE-agent is not installed; pip install -e '.[sweagent]' (SWE-agent 1.1.0 from its git tag)"
+        )
 
 
 def _load_credentials(config: pytest.Config) -> None:
@@ -233,6 +251,7 @@ def harness_run(request: pytest.FixtureRequest):
         eval_workers=config.getoption("--eval-workers") or cfg.agent.evaluation.workers,
         dataset_source=config.getoption("--dataset-source"),
         active_grids=grids_named_in(config.option.markexpr, list(cfg.agent.grids)),
+        backend=_STATE["backend"],  # type: ignore[arg-type]
     )
     yield ctx
     ctx.close()

@@ -109,7 +109,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
     if skip := skip_reason(ctx, case, model):
         result = AgentResult(patch="", exit_status="NotStarted", infra_class=skip[0], infra_error=skip[1])
     else:
-        result = runner_for(model).run(task)
+        result = runner_for(model, ctx.backend).run(task)
     fields: dict = {"outcome_class": "", "message": "", "errors": []}
     if result.infra_class in SKIP_CLASSES:
         fields.update(outcome="skipped", outcome_class=result.infra_class, message=result.infra_error or "")
@@ -139,7 +139,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
         repo=row["repo"],
         split=case.split,
         attempt=case.attempt,
-        agent_backend=runner_for(model).name,
+        agent_backend=runner_for(model, ctx.backend).name,
         patch=result.patch,
         patch_sha256=sha256_text(result.patch),
         agent_exit_status=result.exit_status,

@@ -70,6 +70,7 @@ class RunContext:
         eval_workers: int = 4,
         dataset_source: str = "auto",
         active_grids: frozenset[str] = frozenset(),
+        backend: str = "mini",
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -78,6 +79,7 @@ class RunContext:
         self.eval_workers = eval_workers
         self.dataset_source = dataset_source
         self.active_grids = active_grids
+        self.backend = backend
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
         self._runtime: Runtime | None = None

@@ -57,12 +57,19 @@ class AgentRunner(Protocol):
     def run(self, task: AgentTask) -> AgentResult: ...
 
 
-def runner_for(model: ModelEntry) -> AgentRunner:
-    """The backend that runs `model`: baselines need no agent, every LLM goes through mini-swe-agent."""
-    if model.kind in ("gold", "empty"):
+BACKENDS = ("mini", "sweagent")
+
+
+def runner_for(model: ModelEntry, backend: str = "mini") -> AgentRunner:
+    """The runner for `model` under `backend`: gold needs no agent; everything else runs in the chosen agent."""
+    if model.kind == "gold" or (model.kind == "empty" and backend == "mini"):
         from harness.agents.baselines import BaselineRunner
 
         return BaselineRunner()
+    if backend == "sweagent":
+        from harness.agents.sweagent import SweAgentRunner
+
+        return SweAgentRunner()
     from harness.agents.mini import MiniRunner
 
     return MiniRunner()
