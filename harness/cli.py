@@ -39,8 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     prices = msub.add_parser("prices", help="show catalog prices; --refresh updates config/prices.yaml")
     prices.add_argument("--refresh", action="store_true", help="read OpenRouter's public model list (online)")
 
+    gates = sub.add_parser("gates", help="evaluate config/gates.yaml on a run (exit 1 when a gate fails)")
+    gates.add_argument("run_dir", type=Path, help="runs/<run_id>")
+    gates.add_argument("--compare-to", type=Path, default=None, help="runs/<run_id> of a rerun of the same grid")
+    gates.add_argument("--grids", default=None, help="grids the run covered (default: from its manifest)")
+
+    compare = sub.add_parser("compare", help="paired comparison of two runs: per model delta, p-value, flips")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+
     board = sub.add_parser("leaderboard", help="rebuild a run's leaderboard and predictions from its records")
     board.add_argument("run_dir", type=Path, help="runs/<run_id>")
+    board.add_argument("--version", default=None, help="v0..v3 (config/leaderboard_columns.yaml; default v3)")
     return parser
 
 
@@ -94,17 +104,52 @@ def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:g}"
 
 
+def _run_paths(run_dir: Path):
+    from harness.records import RunPaths
+
+    run_dir = run_dir.resolve()
+    if not (run_dir / "cases").is_dir():
+        raise HarnessError(f"{run_dir}: not a run folder (no cases/); pass runs/<run_id>")
+    return RunPaths(run_dir.parent, run_dir.name)
+
+
+def _gates(args: argparse.Namespace, config_dir: Path) -> tuple[str, int]:
+    import json
+
+    from harness.gates import evaluate_gates, format_gates, load_gates
+    from harness.records import load_records
+
+    paths = _run_paths(args.run_dir)
+    manifest = json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {}
+    grids = frozenset(args.grids.split(",")) if args.grids else frozenset(manifest.get("grids", []))
+    other = load_records(_run_paths(args.compare_to)) if args.compare_to else None
+    results = evaluate_gates(
+        load_gates(config_dir / "gates.yaml"),
+        load_records(paths),
+        active_grids=grids,
+        cpu_samples=manifest.get("cpu_samples", []),
+        compare_to=other,
+    )
+    failed = any(r.status == "failed" for r in results)
+    return "\n".join(format_gates(results)), int(failed)
+
+
+def _compare(args: argparse.Namespace) -> str:
+    from harness.compare import compare_runs, format_comparison
+    from harness.records import load_records
+
+    a, b = _run_paths(args.run_a), _run_paths(args.run_b)
+    return format_comparison(compare_runs(load_records(a), load_records(b)), a.run_id, b.run_id)
+
+
 def _leaderboard(args: argparse.Namespace) -> str:
     from harness.leaderboard import build_leaderboard, format_table
-    from harness.records import RunPaths, load_records, write_predictions
+    from harness.records import load_records, write_predictions
 
-    run_dir = args.run_dir.resolve()
-    if not (run_dir / "cases").is_dir():
-        raise HarnessError(f"{args.run_dir}: not a run folder (no cases/); pass runs/<run_id>")
-    paths = RunPaths(run_dir.parent, run_dir.name)
+    paths = _run_paths(args.run_dir)
     unreadable: list[Path] = []
     write_predictions(paths, load_records(paths, unreadable))
-    rows = build_leaderboard(paths)
+    rows = build_leaderboard(paths, version=args.version)
     notes = "".join(f"\nunreadable record left in place (not counted): {p}" for p in unreadable)
     return (
         format_table(rows)
@@ -124,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             out = _images(args)
         elif args.command == "models":
             out = _models(args, config_dir)
+        elif args.command == "gates":
+            out, code = _gates(args, config_dir)
+            print(out)
+            return code
+        elif args.command == "compare":
+            out = _compare(args)
         else:
             out = _leaderboard(args)
     except HarnessError as e:

@@ -1,82 +1,257 @@
-"""Leaderboard v0 from CaseRecords: per model, cases, resolved, resolve rate, unresolved, errors, skipped.
+"""The leaderboard from CaseRecords: one row per (model, agent backend), versions v0-v3.
 
-Records are the truth; the CSV files and the terminal table are views of them. `runs/leaderboard.csv`
-concatenates every run's leaderboard, each row naming its run_id.
+Records are the truth; CSV, HTML and the terminal table are views. Every number of a row comes from
+the records of that model in that run (cases/<model_id>-*.json), by the functions of harness.stats.
+`runs/leaderboard.csv` joins every run's rows, each naming its run_id.
 """
 
 from __future__ import annotations
 
 import csv
+import statistics
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from harness import stats
 from harness.records import CaseRecord, RunPaths, load_records
 
-COLUMNS_V0 = ["run_id", "model", "cases", "resolved", "resolve_rate", "unresolved", "errors", "skipped"]
+DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[1] / "config" / "leaderboard_columns.yaml"
+REPO_PREFIX = "repo:"
 
 
-def leaderboard_rows(records: Iterable[CaseRecord]) -> list[dict[str, object]]:
-    """One row per model, best resolve rate first. resolve_rate = resolved / all cases of the model."""
-    per_model: dict[str, dict[str, object]] = {}
+def version_columns(version: str, columns_file: Path = DEFAULT_COLUMNS_FILE) -> list[str]:
+    """The columns of `version`: v0's plus every later version's up to it."""
+    data = yaml.safe_load(columns_file.read_text())
+    versions: dict[str, list[str]] = data["versions"]
+    if version not in versions:
+        from harness import HarnessError
+
+        raise HarnessError(f"leaderboard version {version!r} unknown; use one of {', '.join(versions)}")
+    names = list(versions)
+    return [c for v in names[: names.index(version) + 1] for c in versions[v]]
+
+
+def _outcome_counts(recs: list[CaseRecord]) -> dict[str, int]:
+    counts = {"resolved": 0, "unresolved": 0, "errors": 0, "skipped": 0}
+    for r in recs:
+        counts[
+            {"resolved": "resolved", "unresolved": "unresolved", "error": "errors", "skipped": "skipped"}[
+                r.outcome
+            ]
+        ] += 1
+    return counts
+
+
+def _pass_columns(recs: list[CaseRecord]) -> dict[str, Any]:
+    per_instance: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in recs:
+        per_instance[r.instance_id][0] += 1
+        per_instance[r.instance_id][1] += r.outcome == "resolved"
+    k = max((r.attempt for r in recs), default=1)
+    counts = {i: (n, c) for i, (n, c) in per_instance.items()}
+    pass_1, _, _ = stats.mean_over_instances(counts, stats.pass_at_k, 1)
+    pass_k, _, _ = stats.mean_over_instances(counts, stats.pass_at_k, k)
+    hat_k, _, _ = stats.mean_over_instances(counts, stats.pass_hat_k, k)
+    return {"pass_at_1": pass_1, "k": k, "pass_at_k": pass_k, "pass_hat_k": hat_k}
+
+
+def _rate_columns(recs: list[CaseRecord], counts: dict[str, int]) -> dict[str, Any]:
+    n, resolved = len(recs), counts["resolved"]
+    completed = resolved + counts["unresolved"]
+    lo, hi = stats.wilson_interval(resolved, n)
+    by_repo: dict[str, list[int]] = defaultdict(list)
+    for r in recs:
+        by_repo[r.repo].append(int(r.outcome == "resolved"))
+    boot_lo, boot_hi = stats.cluster_bootstrap_interval(by_repo, n_boot=1000, seed=0)
+    rates = stats.rates(resolved, completed, n)
+    return {
+        "resolve_rate": rates["resolve_rate_all"],
+        "resolve_rate_lo": lo,
+        "resolve_rate_hi": hi,
+        "boot_lo": boot_lo,
+        "boot_hi": boot_hi,
+        "completed": completed,
+        "resolve_rate_completed": rates["resolve_rate_completed"],
+        "run_fail_rate": rates["run_fail_rate"],
+        "repos": len(by_repo),
+        "per_repo": {
+            repo: {"cases": len(v), "resolved": sum(v), "rate": sum(v) / len(v)}
+            for repo, v in sorted(by_repo.items())
+        },
+    }
+
+
+def _usage_columns(recs: list[CaseRecord], resolved: int) -> dict[str, Any]:
+    ran = [r for r in recs if r.outcome != "skipped"]
+    llm = [r for r in ran if r.telemetry.calls]
+    costs = [r.telemetry.cost_usd for r in llm]
+    cost = sum(costs) if llm and all(c is not None for c in costs) else None  # type: ignore[arg-type]
+    provider = [r.telemetry.provider_cost_usd for r in llm if r.telemetry.provider_cost_usd is not None]
+    latencies = [x for r in llm for x in r.telemetry.latencies_s]
+    walls = [r.case_wall_s for r in ran]
+    sources = sorted({r.telemetry.token_source for r in llm})
+    pct = stats.percentiles(latencies)
+    return {
+        "attempts_run": len(ran),
+        "wall_s_median": statistics.median(walls) if walls else None,
+        "wall_s_total": round(sum(walls), 3),
+        "prompt_tokens": sum(r.telemetry.prompt_tokens for r in llm),
+        "completion_tokens": sum(r.telemetry.completion_tokens for r in llm),
+        "token_source": "+".join(sources) if sources else "none",
+        "cost_usd": cost,
+        "cost_per_resolved_usd": cost / resolved if cost is not None and resolved else None,
+        "provider_cost_usd": sum(provider) if provider else None,
+        "latency_p50": pct["p50"],
+        "latency_p90": pct["p90"],
+        "latency_p99": pct["p99"],
+    }
+
+
+def leaderboard_rows(records: Iterable[CaseRecord]) -> list[dict[str, Any]]:
+    """One row per (model, agent backend), best resolve rate first; all v3 columns plus `per_repo`."""
+    groups: dict[tuple[str, str], list[CaseRecord]] = defaultdict(list)
     for rec in records:
-        row = per_model.setdefault(
-            rec.model_id,
-            {
-                "run_id": rec.run_id,
-                "model": rec.model_id,
-                "cases": 0,
-                "resolved": 0,
-                "unresolved": 0,
-                "errors": 0,
-                "skipped": 0,
-            },
-        )
-        row["cases"] = int(row["cases"]) + 1  # type: ignore[call-overload]
-        key = {"resolved": "resolved", "unresolved": "unresolved", "error": "errors", "skipped": "skipped"}[
-            rec.outcome
-        ]
-        row[key] = int(row[key]) + 1  # type: ignore[call-overload]
+        groups[(rec.model_id, rec.agent_backend)].append(rec)
     rows = []
-    for row in per_model.values():
-        cases = int(row["cases"])  # type: ignore[call-overload]
-        row["resolve_rate"] = round(int(row["resolved"]) / cases, 4) if cases else 0.0  # type: ignore[call-overload]
-        rows.append({c: row[c] for c in COLUMNS_V0})
-    return sorted(rows, key=lambda r: (-float(r["resolve_rate"]), str(r["model"])))  # type: ignore[arg-type]
+    for (model, backend), recs in groups.items():
+        counts = _outcome_counts(recs)
+        row: dict[str, Any] = {
+            "run_id": recs[0].run_id,
+            "model": model,
+            "agent_backend": backend,
+            "cases": len(recs),
+        }
+        row.update(counts)
+        row.update(_rate_columns(recs, counts))
+        row.update(_pass_columns(recs))
+        row.update(_usage_columns(recs, counts["resolved"]))
+        rows.append(row)
+    return sorted(rows, key=lambda r: (-(r["resolve_rate"] or 0.0), r["model"], r["agent_backend"]))
 
 
-def write_csv(path: Path, rows: list[dict[str, object]], columns: list[str] = COLUMNS_V0) -> None:
+def csv_rows(
+    rows: list[dict[str, Any]], version: str, columns_file: Path = DEFAULT_COLUMNS_FILE
+) -> tuple[list[str], list[dict]]:
+    """(header, rows) for a CSV of `version`; v2+ spreads per-repo rates over repo:<name> columns."""
+    columns = version_columns(version, columns_file)
+    repos = sorted({repo for r in rows for repo in r.get("per_repo", {})}) if "repos" in columns else []
+    header = columns + [REPO_PREFIX + repo for repo in repos]
+    out = []
+    for row in rows:
+        flat = {c: _cell(row.get(c)) for c in columns}
+        for repo in repos:
+            cell = row.get("per_repo", {}).get(repo)
+            flat[REPO_PREFIX + repo] = _cell(cell["rate"]) if cell else ""
+        out.append(flat)
+    return header, out
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
 
 
-def build_leaderboard(paths: RunPaths) -> list[dict[str, object]]:
-    """Rebuild runs/<run_id>/leaderboard.csv from the run's records, then runs/leaderboard.csv across runs."""
-    rows = leaderboard_rows(load_records(paths))
-    write_csv(paths.leaderboard_csv, rows)
+def build_leaderboard(
+    paths: RunPaths,
+    version: str | None = None,
+    records: list[CaseRecord] | None = None,
+    columns_file: Path = DEFAULT_COLUMNS_FILE,
+) -> list[dict[str, Any]]:
+    """Rebuild runs/<run_id>/leaderboard.csv (+ .html) from the records, then runs/leaderboard.csv."""
+    records = load_records(paths) if records is None else records
+    rows = leaderboard_rows(records)
+    version = version or yaml.safe_load(columns_file.read_text())["default"]
+    header, flat = csv_rows(rows, version, columns_file)
+    write_csv(paths.leaderboard_csv, flat, header)
+    _write_html(paths, rows, records)
     write_all_runs(paths.runs_dir)
     return rows
 
 
+def _write_html(paths: RunPaths, rows: list[dict[str, Any]], records: list[CaseRecord]) -> None:
+    try:
+        from harness.report import write_html
+    except ImportError:  # the report module is optional for the CSV path
+        return
+    write_html(
+        paths.root / "leaderboard.html",
+        rows,
+        records,
+        title=f"swebench-harness run {paths.run_id}",
+        run_dir=paths.root,
+    )
+
+
 def write_all_runs(runs_dir: Path) -> Path:
-    combined: list[dict[str, object]] = []
+    combined: list[dict[str, str]] = []
+    header: list[str] = []
     for csv_path in sorted(runs_dir.glob("*/leaderboard.csv")):
         with csv_path.open(newline="") as f:
-            combined.extend(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            header += [c for c in reader.fieldnames or [] if c not in header]
+            combined.extend(reader)
     out = runs_dir / "leaderboard.csv"
-    write_csv(out, combined)
+    write_csv(out, combined, header)
     return out
 
 
-def format_table(rows: list[dict[str, object]]) -> str:
-    """A plain-text table for the terminal summary."""
-    headers = ["model", "cases", "resolved", "resolve_rate", "unresolved", "errors", "skipped"]
-    cells = [[str(r[h]) if h != "resolve_rate" else f"{float(r[h]):.1%}" for h in headers] for r in rows]  # type: ignore[arg-type]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+def _fmt_rate(row: dict[str, Any]) -> str:
+    return f"{row['resolve_rate']:.1%} [{row['resolve_rate_lo']:.0%}-{row['resolve_rate_hi']:.0%}]"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The terminal summary: one line per model, like pytest-benchmark's table."""
+    headers = [
+        "model",
+        "backend",
+        "resolved",
+        "rate [95% CI]",
+        "pass@1",
+        "pass@k",
+        "fail",
+        "wall p50",
+        "tokens in/out",
+        "cost",
+        "lat p50",
+    ]
+    cells = [
+        [
+            str(r["model"]),
+            str(r["agent_backend"]),
+            f"{r['resolved']}/{r['cases']}",
+            _fmt_rate(r),
+            _num(r["pass_at_1"], ".2f"),
+            f"{_num(r['pass_at_k'], '.2f')} (k={r['k']})",
+            _num(r["run_fail_rate"], ".0%"),
+            _num(r["wall_s_median"], ".1f", "s"),
+            f"{r['prompt_tokens']}/{r['completion_tokens']}",
+            "unknown"
+            if r["cost_usd"] is None and r["prompt_tokens"]
+            else _num(r["cost_usd"], ".4f", prefix="$"),
+            _num(r["latency_p50"], ".2f", "s"),
+        ]
+        for r in rows
+    ]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+def _num(value: float | None, fmt: str, suffix: str = "", prefix: str = "") -> str:
+    return "-" if value is None else f"{prefix}{value:{fmt}}{suffix}"

@@ -18,7 +18,7 @@ from harness.config import HarnessConfig
 from harness.grid import Case, build_grid, grids_named_in
 from harness.providers import parse_model_spec
 from harness.records import CaseRecord, RunPaths
-from harness.runinfo import CpuSampler, finish_manifest, new_run_id, start_manifest
+from harness.runinfo import CpuSampler, new_run_id, start_manifest
 
 CASE_PROP = "harness_case"
 SKIP_HINTS = {
@@ -59,6 +59,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         choices=["mini", "sweagent"],
         help="agent backend: mini (mini-swe-agent, default) or sweagent (SWE-agent 1.1.0, pip install -e '.[sweagent]')",
+    )
+    group.addoption(
+        "--no-gates", action="store_true", help="report the gates of config/gates.yaml without failing"
+    )
+    group.addoption(
+        "--compare-to", default=None, metavar="RUN_ID", help="rerun reproducibility gate against RUN_ID"
     )
     group.addoption(
         "--model-spec",
@@ -305,38 +311,70 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         failures["other"] += 1
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: gate testcases go into it
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
     if paths is None or not _is_controller(session.config):
         return
-    from harness.leaderboard import build_leaderboard
-    from harness.records import load_records, write_predictions
-
-    unreadable: list[Path] = []
-    records = load_records(paths, unreadable)
-    _STATE["unreadable"] = unreadable
-    write_predictions(paths, records)
-    _STATE["leaderboard"] = build_leaderboard(paths)
-    sampler: CpuSampler = _STATE["sampler"]  # type: ignore[assignment]
+    from harness.runend import finish_run, load_compare_run
     from harness.session import open_ledger
 
-    ledger = open_ledger(_STATE["cfg"], paths.runs_dir, paths.run_id)  # type: ignore[arg-type]
-    finish_manifest(paths, records, sampler.stop(), exitstatus=int(exitstatus), budget=ledger.summary())
-    from harness.secrets import redact_tree
-
-    redact_tree(paths.root)
-    _STATE["skips"] = _skip_counts(records)
+    config = session.config
+    cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
+    sampler: CpuSampler = _STATE["sampler"]  # type: ignore[assignment]
+    try:
+        compare = load_compare_run(paths.runs_dir, config.getoption("--compare-to"))
+        summary = finish_run(
+            paths,
+            cfg,
+            active_grids=grids_named_in(config.option.markexpr, list(cfg.agent.grids)),
+            cpu_samples=sampler.stop(),
+            exitstatus=int(exitstatus),
+            compare_to=compare,
+            budget=open_ledger(cfg, paths.runs_dir, paths.run_id).summary(),
+        )
+    except HarnessError as e:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        _STATE["end_error"] = str(e)
+        return
+    _STATE["summary"] = summary
+    _gates_to_junit(config, summary.gates)
     failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
     if exitstatus == pytest.ExitCode.TESTS_FAILED and failures["infra"] == 0 and failures["other"] == 0:
         session.exitstatus = pytest.ExitCode.OK  # unresolved cases are results, not a failed run
+    if summary.failed_gates and not config.getoption("--no-gates"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _skip_counts(records: list[CaseRecord]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for rec in records:
-        if rec.outcome == "skipped":
-            counts[rec.outcome_class] = counts.get(rec.outcome_class, 0) + 1
-    return counts
+def _gates_to_junit(config: pytest.Config, gates) -> None:
+    """One JUnit testcase per applicable gate (classname `gates`)."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for gate in gates:
+        if gate.status == "not-applicable":
+            continue
+        outcome = "passed" if gate.status == "passed" else "failed"
+        for when in ("setup", "call", "teardown"):
+            report = pytest.TestReport(
+                nodeid=f"gates::{gate.name}",
+                location=("gates", 0, gate.name),
+                keywords={},
+                outcome=outcome if when == "call" else "passed",
+                longrepr=f"gate {gate.name} failed: {gate.detail}"
+                if when == "call" and outcome == "failed"
+                else None,
+                when=when,
+                user_properties=[
+                    ("gate", gate.name),
+                    ("value", gate.value),
+                    ("threshold", gate.threshold),
+                    ("detail", gate.detail),
+                ],
+            )
+            xml.pytest_runtest_logreport(report)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -349,20 +387,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    rows = _STATE.get("leaderboard")
-    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
-    if paths is None or rows is None:
-        return
+    from harness.gates import format_gates
     from harness.leaderboard import format_table
 
+    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
     tr = terminalreporter
+    if "end_error" in _STATE:
+        tr.write_line(f"ERROR: {_STATE['end_error']}")
+    summary = _STATE.get("summary")
+    if paths is None or summary is None:
+        return
     tr.write_sep("=", f"swebench-harness leaderboard (run {paths.run_id})")
-    tr.write_line(format_table(rows))  # type: ignore[arg-type]
-    tr.write_line(f"records: {paths.cases}  leaderboard: {paths.leaderboard_csv}")
-    skips: dict[str, int] = _STATE.get("skips", {})  # type: ignore[assignment]
-    for cls, n in sorted(skips.items()):
-        tr.write_line(f"{n} case(s) skipped: {cls}" + (SKIP_HINTS.get(cls, "")))
-    for path in _STATE.get("unreadable", []):  # type: ignore[attr-defined]
+    tr.write_line(format_table(summary.rows))
+    tr.write_line(f"records: {paths.cases}  leaderboard: {paths.leaderboard_csv} (+ .html)")
+    for line in format_gates([g for g in summary.gates if g.status != "not-applicable"]):
+        tr.write_line(line)
+    for cls, n in sorted(summary.skips.items()):
+        tr.write_line(f"{n} case(s) skipped: {cls}" + SKIP_HINTS.get(cls, ""))
+    for path in summary.unreadable:
         tr.write_line(f"unreadable record left in place (not counted): {path}")
     failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
     if failures["infra"]:

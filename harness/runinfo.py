@@ -86,6 +86,7 @@ def finish_manifest(
     *,
     exitstatus: int,
     budget: dict | None = None,
+    extra: dict | None = None,
 ) -> None:
     manifest = (
         json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {"run_id": paths.run_id}
@@ -111,5 +112,6 @@ def finish_manifest(
         cpu_mean_percent=round(sum(cpu_samples) / len(cpu_samples), 1) if cpu_samples else 0.0,
         pytest_exitstatus=exitstatus,
         budget=budget or {},
+        **(extra or {}),
     )
     write_json_atomic(paths.manifest, manifest)

@@ -105,21 +105,50 @@ def test_junit_carries_outcomes_and_properties(demo_run):
     assert not failed and len(props["patch_sha256"]) == 64 and float(props["eval_wall_s"]) > 0
 
 
-def test_leaderboard_and_manifest(demo_run):
-    _, run_dir, _ = demo_run
-    rows = (run_dir / "leaderboard.csv").read_text().splitlines()
-    assert rows[0] == "run_id,model,cases,resolved,resolve_rate,unresolved,errors,skipped"
-    assert rows[1:] == [
-        "e2e-demo,gold,3,3,1.0,0,0,0",
-        "e2e-demo,scripted,3,2,0.6667,1,0,0",
-        "e2e-demo,empty,3,0,0.0,3,0,0",
-    ]
-    assert "e2e-demo,gold,3,3" in (run_dir.parent / "leaderboard.csv").read_text()
+def _csv(path):
+    import csv
+
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_leaderboard_versions_intervals_and_manifest(demo_run):
+    from harness.leaderboard import version_columns
+
+    done, run_dir, _ = demo_run
+    rows = {r["model"]: r for r in _csv(run_dir / "leaderboard.csv")}
+    assert list(rows) == ["gold", "scripted", "empty"]
+    repos = ["repo:fixtures/calc", "repo:fixtures/ledger", "repo:fixtures/textkit"]
+    assert list(rows["gold"]) == version_columns("v3") + repos
+    scripted = rows["scripted"]
+    assert (scripted["cases"], scripted["resolved"], scripted["resolve_rate"]) == ("3", "2", "0.6667")
+    assert (scripted["resolve_rate_lo"], scripted["resolve_rate_hi"]) == ("0.2077", "0.9385")  # Wilson 2/3
+    assert scripted["agent_backend"] == "mini-swe-agent" and scripted["token_source"] == "provider"
+    assert int(scripted["prompt_tokens"]) > 0 and float(scripted["latency_p50"]) > 0
+    assert scripted["cost_usd"] == ""  # no catalog price: unknown, not $0
+    assert scripted["repo:fixtures/ledger"] == "0.0" and scripted["repo:fixtures/calc"] == "1.0"
+    assert "e2e-demo,gold,baseline,3,3" in (run_dir.parent / "leaderboard.csv").read_text()
+    html = (run_dir / "leaderboard.html").read_text()
+    assert "scripted" in html and "http://" not in html and "https://" not in html
+    for version in ("v0", "v1", "v2", "v3"):
+        cli = subprocess.run(
+            [sys.executable, "-m", "harness", "leaderboard", str(run_dir), "--version", version],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        header = list(_csv(run_dir / "leaderboard.csv")[0])
+        assert header == version_columns(version) + (repos if version in ("v2", "v3") else [])
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["cases"] == 9 and manifest["outcomes"] == {"resolved": 5, "unresolved": 4}
     assert manifest["dataset_lock"]["hf_repo"] == "SWE-bench/SWE-bench_Lite"
     assert manifest["versions"]["mini-swe-agent"].startswith("2.")
-    assert isinstance(manifest["cpu_samples"], list)
+    assert isinstance(manifest["cpu_samples"], list) and manifest["grids"] == ["demo"]
+    gates = {g["name"]: g["status"] for g in manifest["gates"]}
+    assert gates["baseline_ratio"] == "passed" and gates["cpu"] == "not-applicable"
+    assert "gate baseline_ratio: PASSED" in done.stdout
 
 
 def test_resume_reruns_infra_errors_only(demo_run):

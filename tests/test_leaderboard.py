@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from harness import HarnessError
 from harness.leaderboard import (
-    COLUMNS_V0,
     build_leaderboard,
+    csv_rows,
     format_table,
     leaderboard_rows,
+    version_columns,
     write_all_runs,
-    write_csv,
 )
 from harness.records import CaseRecord, RunPaths, write_record
 
@@ -63,121 +66,108 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_leaderboard_rows_counts_and_order() -> None:
+V0 = [
+    "run_id",
+    "model",
+    "agent_backend",
+    "cases",
+    "resolved",
+    "resolve_rate",
+    "unresolved",
+    "errors",
+    "skipped",
+]
+
+
+def test_rows_count_outcomes_per_model_best_first() -> None:
     rows = leaderboard_rows(synthetic())
-    assert [r["model"] for r in rows] == ["kimi", "glm", "qwen", "empty"]  # rate desc, then model name
-    by_model = {r["model"]: r for r in rows}
-    assert by_model["kimi"] == {
-        "run_id": "run-a",
-        "model": "kimi",
-        "cases": 3,
-        "resolved": 2,
-        "resolve_rate": 0.6667,
-        "unresolved": 1,
-        "errors": 0,
-        "skipped": 0,
-    }
-    assert by_model["glm"] == {
-        "run_id": "run-a",
-        "model": "glm",
-        "cases": 4,
-        "resolved": 1,
-        "resolve_rate": 0.25,
-        "unresolved": 1,
-        "errors": 1,
-        "skipped": 1,
-    }
-    # resolve_rate divides by all cases, errors and skips included
-    assert by_model["qwen"]["resolve_rate"] == 0.25
-    assert by_model["qwen"]["errors"] == 3
-    assert by_model["empty"]["resolve_rate"] == 0.0
-    for row in rows:
-        assert list(row) == COLUMNS_V0
-        assert row["cases"] == sum(int(row[k]) for k in ("resolved", "unresolved", "errors", "skipped"))
-
-
-def test_leaderboard_rows_empty() -> None:
+    assert [r["model"] for r in rows] == ["kimi", "glm", "qwen", "empty"]
+    glm = rows[1]
+    assert (glm["cases"], glm["resolved"], glm["unresolved"], glm["errors"], glm["skipped"]) == (
+        4,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert glm["resolve_rate"] == 0.25 and glm["completed"] == 2
+    assert glm["resolve_rate_completed"] == 0.5 and glm["run_fail_rate"] == 0.5
     assert leaderboard_rows([]) == []
 
 
+def test_intervals_and_pass_at_k() -> None:
+    from harness import stats
+
+    kimi = leaderboard_rows(synthetic())[0]
+    assert (kimi["resolve_rate_lo"], kimi["resolve_rate_hi"]) == pytest.approx(stats.wilson_interval(2, 3))
+    assert kimi["resolve_rate_lo"] < kimi["resolve_rate"] < kimi["resolve_rate_hi"]
+    # i1: n=2, c=1; i2: n=1, c=1 -> pass@1 = (0.5 + 1) / 2; pass@2 only over i1 (n >= 2): 1 - C(1,2)/C(2,2) = 1
+    assert kimi["k"] == 2 and kimi["pass_at_1"] == pytest.approx(0.75)
+    assert kimi["pass_at_k"] == pytest.approx(1.0) and kimi["pass_hat_k"] == pytest.approx(0.0)
+    assert kimi["per_repo"] == {"r/r": {"cases": 3, "resolved": 2, "rate": pytest.approx(2 / 3)}}
+
+
+def test_usage_columns_keep_unknown_cost_unknown() -> None:
+    from harness.records import Telemetry
+
+    recs = synthetic()
+    recs[0].telemetry = Telemetry(
+        calls=2, prompt_tokens=100, completion_tokens=10, cost_usd=0.5, latencies_s=[1.0, 3.0]
+    )
+    recs[2].telemetry = Telemetry(
+        calls=1, prompt_tokens=50, completion_tokens=5, cost_usd=None, latencies_s=[2.0]
+    )
+    kimi = leaderboard_rows(recs)[0]
+    assert (kimi["prompt_tokens"], kimi["completion_tokens"]) == (150, 15)
+    assert kimi["cost_usd"] is None and kimi["cost_per_resolved_usd"] is None
+    assert kimi["latency_p50"] == 2.0 and kimi["latency_p90"] == pytest.approx(2.8)
+    recs[2].telemetry.cost_usd = 0.25
+    kimi = leaderboard_rows(recs)[0]
+    assert kimi["cost_usd"] == 0.75 and kimi["cost_per_resolved_usd"] == 0.375
+
+
+def test_each_version_adds_columns() -> None:
+    assert version_columns("v0") == V0
+    v1, v2, v3 = (version_columns(v) for v in ("v1", "v2", "v3"))
+    assert v1[: len(V0)] == V0 and {"pass_at_1", "pass_at_k", "run_fail_rate", "wall_s_median"} <= set(v1)
+    assert v2[: len(v1)] == v1 and "repos" in v2
+    assert v3[: len(v2)] == v2 and {"cost_usd", "latency_p50", "latency_p99", "prompt_tokens"} <= set(v3)
+    with pytest.raises(HarnessError, match="unknown"):
+        version_columns("v9")
+
+
+def test_v2_spreads_repos_over_columns() -> None:
+    recs = synthetic()
+    recs[2].repo = "o/other"
+    header, flat = csv_rows(leaderboard_rows(recs), "v2")
+    assert header[-2:] == ["repo:o/other", "repo:r/r"]
+    kimi = flat[0]
+    assert (kimi["repo:o/other"], kimi["repo:r/r"]) == (1.0, 0.5)
+    assert flat[-1]["repo:o/other"] == ""  # empty has no case there
+    header0, _ = csv_rows(leaderboard_rows(recs), "v0")
+    assert header0 == V0
+
+
 def test_format_table() -> None:
-    table = format_table(leaderboard_rows(synthetic()))
-    lines = table.splitlines()
-    assert lines[0].split() == [
-        "model",
-        "cases",
-        "resolved",
-        "resolve_rate",
-        "unresolved",
-        "errors",
-        "skipped",
-    ]
-    assert lines[1].split() == ["kimi", "3", "2", "66.7%", "1", "0", "0"]
-    assert lines[2].split() == ["glm", "4", "1", "25.0%", "1", "1", "1"]
-    assert lines[4].split() == ["empty", "2", "0", "0.0%", "2", "0", "0"]
+    lines = format_table(leaderboard_rows(synthetic())).splitlines()
+    assert lines[0].split()[:4] == ["model", "backend", "resolved", "rate"]
+    assert lines[1].split()[:5] == ["kimi", "mini", "2/3", "66.7%", "[21%-94%]"]
     assert len(lines) == 5
-    # columns are aligned: every "resolved" cell starts where its header starts
-    col = lines[0].index("resolved")
-    assert lines[1][col] == "2" and lines[4][col] == "0"
-
-
-def test_format_table_without_rows() -> None:
-    assert format_table([]).split() == [
-        "model",
-        "cases",
-        "resolved",
-        "resolve_rate",
-        "unresolved",
-        "errors",
-        "skipped",
-    ]
-
-
-def test_write_csv(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "board.csv"
-    write_csv(path, leaderboard_rows(synthetic()))
-    rows = read_csv(path)
-    assert list(rows[0]) == COLUMNS_V0
-    assert rows[0] == {
-        "run_id": "run-a",
-        "model": "kimi",
-        "cases": "3",
-        "resolved": "2",
-        "resolve_rate": "0.6667",
-        "unresolved": "1",
-        "errors": "0",
-        "skipped": "0",
-    }
-    assert sorted(p.name for p in path.parent.iterdir()) == ["board.csv"]
 
 
 def test_build_leaderboard_across_two_runs(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    first, second = RunPaths(runs, "run-a"), RunPaths(runs, "run-b")
-    for r in synthetic("run-a"):
-        write_record(first, r)
-    for r in [rec("kimi", "i1", "unresolved", run_id="run-b"), rec("gold", "i1", "resolved", run_id="run-b")]:
-        write_record(second, r)
-
-    rows_a = build_leaderboard(first)
-    assert [r["model"] for r in rows_a] == ["kimi", "glm", "qwen", "empty"]
-    assert read_csv(first.leaderboard_csv)[0]["resolve_rate"] == "0.6667"
-    assert len(read_csv(runs / "leaderboard.csv")) == 4
-
-    rows_b = build_leaderboard(second)
-    assert [(r["model"], r["resolve_rate"]) for r in rows_b] == [("gold", 1.0), ("kimi", 0.0)]
+    for run_id in ("run-a", "run-b"):
+        paths = RunPaths(runs, run_id)
+        for r in synthetic(run_id):
+            write_record(paths, r)
+        rows = build_leaderboard(paths, version="v1")
+        assert len(rows) == 4
+        assert [r["run_id"] for r in read_csv(paths.leaderboard_csv)] == [run_id] * 4
     combined = read_csv(runs / "leaderboard.csv")
-    assert [(r["run_id"], r["model"]) for r in combined] == [
-        ("run-a", "kimi"),
-        ("run-a", "glm"),
-        ("run-a", "qwen"),
-        ("run-a", "empty"),
-        ("run-b", "gold"),
-        ("run-b", "kimi"),
-    ]
-    # rebuilding is idempotent: the combined file is not read back as a run
-    write_all_runs(runs)
-    assert len(read_csv(runs / "leaderboard.csv")) == 6
+    assert [r["run_id"] for r in combined] == ["run-a"] * 4 + ["run-b"] * 4
+    assert list(combined[0])[: len(V0)] == V0
+    assert write_all_runs(runs) == runs / "leaderboard.csv"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -195,7 +185,7 @@ def test_cli_leaderboard(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     out = proc.stdout.splitlines()
-    assert out[1].split() == ["kimi", "3", "2", "66.7%", "1", "0", "0"]
+    assert out[1].split()[:4] == ["kimi", "mini", "2/3", "66.7%"]
     assert out[-1] == f"written: {paths.leaderboard_csv}, {runs / 'leaderboard.csv'}"
     assert [r["model"] for r in read_csv(paths.leaderboard_csv)] == ["kimi", "glm", "qwen", "empty"]
     assert [r["run_id"] for r in read_csv(runs / "leaderboard.csv")] == ["run-a"] * 4

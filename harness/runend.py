@@ -1,0 +1,76 @@
+"""The end of a run, in the controller: predictions, leaderboard, gates, manifest, redaction.
+
+Kept out of the pytest plugin so it can be tested and re-run without pytest
+(`python -m harness leaderboard` / `gates` call the same functions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import HarnessConfig
+from harness.gates import GateResult, evaluate_gates, load_gates
+from harness.leaderboard import build_leaderboard
+from harness.records import CaseRecord, RunPaths, load_records, write_predictions
+from harness.runinfo import finish_manifest
+from harness.secrets import redact_tree
+
+
+@dataclass
+class RunSummary:
+    records: list[CaseRecord]
+    rows: list[dict[str, Any]]
+    gates: list[GateResult]
+    skips: dict[str, int] = field(default_factory=dict)
+    unreadable: list[Path] = field(default_factory=list)
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if g.status == "failed"]
+
+
+def load_compare_run(runs_dir: Path, run_id: str | None) -> list[CaseRecord] | None:
+    if not run_id:
+        return None
+    path = Path(run_id)
+    paths = RunPaths(path.parent, path.name) if path.is_dir() else RunPaths(runs_dir, run_id)
+    return load_records(paths)
+
+
+def finish_run(
+    paths: RunPaths,
+    cfg: HarnessConfig,
+    *,
+    active_grids: frozenset[str],
+    cpu_samples: list[float],
+    exitstatus: int,
+    compare_to: list[CaseRecord] | None = None,
+    budget: dict | None = None,
+) -> RunSummary:
+    unreadable: list[Path] = []
+    records = load_records(paths, unreadable)
+    write_predictions(paths, records)
+    rows = build_leaderboard(paths, records=records)
+    gates = evaluate_gates(
+        load_gates(cfg.dir / "gates.yaml"),
+        records,
+        active_grids=active_grids,
+        cpu_samples=cpu_samples,
+        compare_to=compare_to,
+    )
+    finish_manifest(
+        paths,
+        records,
+        cpu_samples,
+        exitstatus=exitstatus,
+        budget=budget,
+        extra={"grids": sorted(active_grids), "gates": [asdict(g) for g in gates]},
+    )
+    redact_tree(paths.root)
+    skips: dict[str, int] = {}
+    for rec in records:
+        if rec.outcome == "skipped":
+            skips[rec.outcome_class] = skips.get(rec.outcome_class, 0) + 1
+    return RunSummary(records, rows, gates, skips, unreadable)
