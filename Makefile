@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint runtime venv
+.PHONY: demo test lint runtime browser venv
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,11 +16,14 @@ venv: $(STAMP)
 runtime:
 	bash tools/ensure_runtime.sh
 
+browser:
+	bash tools/ensure_browser.sh
+
 demo: venv runtime
 	$(PY) -m harness images fixtures
 	$(PY) -m pytest evals -m demo -n 2
 
-test: venv runtime
+test: venv runtime browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
