@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
 
     gates = sub.add_parser("gates", help="evaluate config/gates.yaml on a run (exit 1 when a gate fails)")
     gates.add_argument("run_dir", type=Path, help="runs/<run_id>")
-    gates.add_argument("--compare-to", type=Path, default=None, help="runs/<run_id> of a rerun of the same grid")
+    gates.add_argument(
+        "--compare-to", type=Path, default=None, help="runs/<run_id> of a rerun of the same grid"
+    )
     gates.add_argument("--grids", default=None, help="grids the run covered (default: from its manifest)")
 
     compare = sub.add_parser("compare", help="paired comparison of two runs: per model delta, p-value, flips")
@@ -148,8 +150,9 @@ def _leaderboard(args: argparse.Namespace) -> str:
 
     paths = _run_paths(args.run_dir)
     unreadable: list[Path] = []
-    write_predictions(paths, load_records(paths, unreadable))
-    rows = build_leaderboard(paths, version=args.version)
+    records = load_records(paths, unreadable)
+    write_predictions(paths, records)
+    rows = build_leaderboard(paths, version=args.version, records=records)
     notes = "".join(f"\nunreadable record left in place (not counted): {p}" for p in unreadable)
     return (
         format_table(rows)

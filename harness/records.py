@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,15 @@ MODEL_OUTCOME_CLASSES = {
     "agent-timeout",
     "format-errors",
 }
-INFRA_CLASSES = {"provider-error", "agent-crash", "container-error", "evaluator-error", "eval-timeout"}
+INFRA_CLASSES = {
+    "provider-error",  # provider retries exhausted (429/5xx/resets)
+    "llm-timeout",  # provider retries exhausted and the last failure was a request timeout
+    "agent-crash",
+    "container-error",
+    "evaluator-error",
+    "eval-timeout",  # the official evaluator's test run passed evaluation.timeout_s
+    "case-timeout",  # the whole case passed agent.case_timeout_s (pytest-timeout)
+}
 SKIP_CLASSES = {"unavailable", "budget", "no-credentials", "excluded"}
 
 
@@ -91,6 +100,8 @@ class CaseRecord(BaseModel):
     dataset: dict[str, str] = {}
     config_hash: str = ""
     model_settings: dict[str, Any] = {}
+    infra_retries: int = 0
+    """Infrastructure failures re-run within this run before this outcome (never counted as attempts)."""
     artifacts: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -139,25 +150,67 @@ class RunPaths:
         return self.artifacts / case_id
 
 
+def marker_path(paths: RunPaths, case_id: str) -> Path:
+    return paths.cases / f"{case_id}.running"
+
+
+def mark_running(paths: RunPaths, case_id: str) -> None:
+    """A case in progress: if the process dies, the marker outlives it and resume re-runs the case."""
+    write_json_atomic(
+        marker_path(paths, case_id), {"pid": os.getpid(), "host": os.uname().nodename, "started": time.time()}
+    )
+
+
+def stale_markers(paths: RunPaths) -> list[str]:
+    """Case ids whose marker has no record: the case was running when its process died."""
+    if not paths.cases.is_dir():
+        return []
+    return sorted(
+        p.name[: -len(".running")]
+        for p in paths.cases.glob("*.running")
+        if not paths.record(p.name[: -len(".running")]).exists()
+    )
+
+
+def finished_case_ids(paths: RunPaths) -> set[str]:
+    """Cases with a model outcome on disk (what --resume keeps); infra errors and skips run again."""
+    done = set()
+    if not paths.cases.is_dir():
+        return done
+    for entry in os.scandir(paths.cases):
+        if entry.name.endswith(".json"):
+            try:
+                outcome = json.loads(Path(entry.path).read_bytes()).get("outcome")
+            except (ValueError, OSError, AttributeError):
+                continue
+            if outcome in ("resolved", "unresolved"):
+                done.add(entry.name[: -len(".json")])
+    return done
+
+
 def write_record(paths: RunPaths, record: CaseRecord) -> Path:
     from harness.secrets import redact_json
 
     path = paths.record(record.case_id)
     write_json_atomic(path, redact_json(record.model_dump(mode="json")))
+    marker_path(paths, record.case_id).unlink(missing_ok=True)
     return path
 
 
 def load_records(paths: RunPaths, unreadable: list[Path] | None = None) -> list[CaseRecord]:
-    """Every valid record of the run. Files that do not parse are left in place and listed in `unreadable`."""
+    """Every valid record of the run, by case id. Files that do not parse are left in place and listed."""
     if not paths.cases.is_dir():
         return []
+    folder = str(paths.cases)
+    names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".json"))
     records = []
-    for path in sorted(paths.cases.glob("*.json")):
+    for name in names:
         try:
-            records.append(CaseRecord.model_validate_json(path.read_bytes()))
+            with open(os.path.join(folder, name), "rb") as f:
+                records.append(CaseRecord.model_validate_json(f.read()))
         except (ValueError, OSError):
             if unreadable is not None:
-                unreadable.append(path)
+                unreadable.append(paths.cases / name)
     return records
 
 
