@@ -59,6 +59,30 @@ def eval_slot(slots_dir: Path, n_slots: int, poll_s: float = 0.2) -> Iterator[fl
             handle.close()
 
 
+class _LabellingContainers:
+    def __init__(self, containers: Any, labels: dict[str, str]):
+        self._containers, self._labels = containers, labels
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["labels"] = {**(kwargs.get("labels") or {}), **self._labels}
+        return self._containers.create(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._containers, name)
+
+
+class LabellingClient:
+    """A docker client whose `containers.create` adds our run/case labels, so the evaluator's containers
+    can be found and removed after a crash like the agent's (swebench has no label option)."""
+
+    def __init__(self, client: Any, labels: dict[str, str]):
+        self._client = client
+        self.containers = _LabellingContainers(client.containers, labels)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def evaluate_patch(
     row: dict,
     patch: str,
@@ -68,6 +92,7 @@ def evaluate_patch(
     namespace: str,
     log_root: Path,
     timeout_s: int,
+    labels: dict[str, str] | None = None,
 ) -> EvalResult:
     """Run swebench's `run_instance` on one prediction and classify its result."""
     import docker
@@ -85,7 +110,8 @@ def evaluate_patch(
     start = time.monotonic()
     client = docker.from_env(timeout=max(120, timeout_s))
     try:
-        run_evaluation.run_instance(spec, pred, False, False, client, eval_run_id, timeout_s)
+        labelled = LabellingClient(client, labels or {})
+        run_evaluation.run_instance(spec, pred, False, False, labelled, eval_run_id, timeout_s)
     finally:
         client.close()
     return classify_evaluation(row["instance_id"], log_dir, time.monotonic() - start)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from harness.config import HarnessConfig
 from harness.grid import Case, build_grid, grids_named_in
 from harness.providers import parse_model_spec
 from harness.records import CaseRecord, RunPaths
-from harness.runinfo import CpuSampler, new_run_id, start_manifest
+from harness.runinfo import CpuSampler, new_run_id
 
 CASE_PROP = "harness_case"
 SKIP_HINTS = {
@@ -59,6 +61,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         choices=["mini", "sweagent"],
         help="agent backend: mini (mini-swe-agent, default) or sweagent (SWE-agent 1.1.0, pip install -e '.[sweagent]')",
+    )
+    group.addoption(
+        "--infra-retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-run a case up to N times within the run after an infra error (attempts unchanged)",
     )
     group.addoption(
         "--no-gates", action="store_true", help="report the gates of config/gates.yaml without failing"
@@ -117,105 +126,50 @@ def _cap_workers(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not _is_eval_session(config):
         return
+    from harness.runstart import check_instances, load_credentials_file, require_sweagent
+
     try:
-        _load_credentials(config)
+        explicit = config.getoption("--credentials")
+        load_credentials_file(
+            Path(explicit or config.rootpath / "secrets" / "credentials.txt"), bool(explicit)
+        )
         specs = [parse_model_spec(spec) for spec in config.getoption("--model-spec")]
         cfg = HarnessConfig(
             Path(config.getoption("--harness-config") or config.rootpath / "config"), extra_models=specs
         )
-        models = (
-            [m.strip() for m in config.getoption("--models").split(",") if m.strip()]
-            if config.getoption("--models")
-            else None
-        )
+        models_opt = config.getoption("--models")
+        models = [m.strip() for m in models_opt.split(",") if m.strip()] if models_opt else None
         cases = build_grid(cfg, models=models, attempts=config.getoption("--attempts"))
-        _check_instances(cfg)
+        check_instances(cfg)
+        backend = config.getoption("--agent") or cfg.agent.agent.backend
+        _STATE.update(cfg=cfg, cases=cases, backend=backend, failures={"model": 0, "infra": 0, "other": 0})
+        if backend == "sweagent" and not config.option.collectonly:
+            require_sweagent()
+        if _is_controller(config):
+            _cap_workers(config)
+            run_id = config.getoption("--resume") or config.getoption("--run-id") or new_run_id()
+            _STATE["run_id"] = run_id
+            if not config.option.collectonly:
+                _start_run(config, cfg, run_id)
+        else:
+            _STATE["run_id"] = config.workerinput["harness_run_id"]  # type: ignore[attr-defined]
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
-    backend = config.getoption("--agent") or cfg.agent.agent.backend
-    _STATE.update(cfg=cfg, cases=cases, backend=backend, failures={"model": 0, "infra": 0, "other": 0})
-    if backend == "sweagent" and not config.option.collectonly:
-        _require_sweagent()
-    if _is_controller(config):
-        _cap_workers(config)
-        run_id = config.getoption("--resume") or config.getoption("--run-id") or new_run_id()
-        _STATE["run_id"] = run_id
-        if not config.option.collectonly:
-            _start_run(config, cfg, run_id)
-    else:
-        _STATE["run_id"] = config.workerinput["harness_run_id"]  # type: ignore[attr-defined]
-
-
-def _require_sweagent() -> None:
-    import shutil
-
-    if shutil.which("sweagent") is None:
-        raise pytest.UsageError(
-            "--agent sweagent: SWE-agent is not installed; pip install -e '.[sweagent]' (SWE-agent 1.1.0 from its git tag)"
-        )
-
-
-def _load_credentials(config: pytest.Config) -> None:
-    from harness.secrets import load_credentials, register_env_secrets
-
-    path = Path(config.getoption("--credentials") or config.rootpath / "secrets" / "credentials.txt")
-    if config.getoption("--credentials") and not path.is_file():
-        raise HarnessError(f"--credentials {path}: no such file; copy secrets/credentials.example.txt")
-    load_credentials(path)
-    register_env_secrets()
-
-
-def _check_instances(cfg: HarnessConfig) -> None:
-    from harness.dataset import load_lock, snapshot_instance_ids
-    from harness.grid import check_instances_exist
-
-    if not cfg.slices:
-        return
-    lock = load_lock(cfg.lock_path)
-    splits = {inst.split for sl in cfg.slices.values() for inst in sl.instances}
-    check_instances_exist(cfg, {s: set(snapshot_instance_ids(lock, s, cfg.root)) for s in splits})
 
 
 def _start_run(config: pytest.Config, cfg: HarnessConfig, run_id: str) -> None:
-    from harness.containers import detect_runtime
+    from harness.runstart import open_run, preflight_lines
 
-    try:
-        detect_runtime().export_env()
-    except HarnessError as e:
-        raise pytest.UsageError(str(e)) from None
     paths = RunPaths(_runs_dir(config), run_id)
-    resume = bool(config.getoption("--resume"))
-    if resume and not paths.manifest.exists():
-        raise pytest.UsageError(
-            f"--resume {run_id}: no run at {paths.root}; list runs with `ls {paths.runs_dir}`"
-        )
-    if not resume and paths.root.exists() and any(paths.cases.glob("*.json")):
-        raise pytest.UsageError(
-            f"run {run_id} already has records in {paths.root}; use --resume {run_id} or another --run-id"
-        )
-    start_manifest(paths, cfg, argv=list(config.invocation_params.args), resume=resume)
-    _STATE["preflight"] = _preflight(config, cfg, paths)
+    runtime, notes = open_run(
+        cfg, paths, resume=bool(config.getoption("--resume")), argv=list(config.invocation_params.args)
+    )
+    active = grids_named_in(config.option.markexpr, list(cfg.agent.grids))
+    check = config.getoption("--check-models") != "no"
+    _STATE["preflight"] = notes + preflight_lines(cfg, _STATE["cases"], active, paths, check)  # type: ignore[arg-type]
     sampler = CpuSampler()
     sampler.start()
-    _STATE.update(paths=paths, sampler=sampler)
-
-
-def _preflight(config: pytest.Config, cfg: HarnessConfig, paths: RunPaths) -> list[str]:
-    from harness.preflight import (
-        check_availability,
-        credential_lines,
-        estimate_lines,
-        selected_cases,
-        selected_models,
-    )
-
-    active = grids_named_in(config.option.markexpr, list(cfg.agent.grids))
-    cases = selected_cases(_STATE["cases"], active)  # type: ignore[arg-type]
-    models = selected_models(cfg, cases)
-    lines = credential_lines(cfg, models) + estimate_lines(cfg, cases, models)
-    if config.getoption("--check-models") != "no":
-        lines += check_availability(cfg, models, paths)
-    return lines
+    _STATE.update(paths=paths, sampler=sampler, runtime=runtime)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -266,17 +220,33 @@ def harness_run(request: pytest.FixtureRequest):
 @pytest.fixture
 def case_record(case: Case, harness_run, request: pytest.FixtureRequest) -> CaseRecord:
     """Run the case (agent + official evaluation) and return its record; infra failures raise here (pytest error)."""
-    from harness.runner import previous_record, run_case
+    from harness.runner import execute_case, timeout_record
     from harness.testing.images import ensure_fixture_images
 
-    if case.split == "fixtures" and case.model_id != "empty":
-        ensure_fixture_images(harness_run)
+    started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
     try:
-        record = previous_record(harness_run.paths, case.case_id) or run_case(harness_run, case)
+        if case.split == "fixtures" and case.model_id != "empty":
+            ensure_fixture_images(harness_run)
+        record = execute_case(harness_run, case, infra_retries=request.config.getoption("--infra-retries"))
     except HarnessError as e:
         raise CaseInfraError(str(e)) from None
-    props = {
-        CASE_PROP: case.case_id,
+    except pytest.fail.Exception as e:  # pytest-timeout's whole-case limit fires inside the case
+        if "Timeout" not in str(e):
+            raise
+        record = timeout_record(
+            harness_run, case, f"case timeout: {str(e).splitlines()[0]}", started=started, t0=t0
+        )
+    request.node.user_properties.extend(_case_properties(record).items())
+    if record.outcome == "error":
+        raise CaseInfraError(f"{record.outcome_class}: {record.message}")
+    if record.outcome == "skipped":
+        pytest.skip(f"{record.outcome_class}: {record.message}")
+    return record
+
+
+def _case_properties(record: CaseRecord) -> dict[str, object]:
+    return {
+        CASE_PROP: record.case_id,
         "run_id": record.run_id,
         "outcome": record.outcome,
         "outcome_class": record.outcome_class,
@@ -284,13 +254,26 @@ def case_record(case: Case, harness_run, request: pytest.FixtureRequest) -> Case
         "eval_queue_wait_s": record.eval_queue_wait_s,
         "eval_wall_s": record.eval_wall_s,
         "patch_sha256": record.patch_sha256,
+        "infra_retries": record.infra_retries,
     }
-    request.node.user_properties.extend(props.items())
-    if record.outcome == "error":
-        raise CaseInfraError(f"{record.outcome_class}: {record.message}")
-    if record.outcome == "skipped":
-        pytest.skip(f"{record.outcome_class}: {record.message}")
-    return record
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--resume: cases with a model outcome on disk are deselected before anything runs."""
+    run_id = config.getoption("--resume") if "cases" in _STATE else None
+    if not run_id:
+        return
+    from harness.records import finished_case_ids
+
+    finished = finished_case_ids(RunPaths(_runs_dir(config), str(run_id)))
+    keep, done = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        (done if isinstance(case, Case) and case.case_id in finished else keep).append(item)
+    if done:
+        config.hook.pytest_deselected(items=done)
+        items[:] = keep
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -332,6 +315,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             exitstatus=int(exitstatus),
             compare_to=compare,
             budget=open_ledger(cfg, paths.runs_dir, paths.run_id).summary(),
+            runtime=_STATE.get("runtime"),  # type: ignore[arg-type]
         )
     except HarnessError as e:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR

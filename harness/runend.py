@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import HarnessConfig
+from harness.containers import Runtime, remove_labelled_containers
 from harness.gates import GateResult, evaluate_gates, load_gates
 from harness.leaderboard import build_leaderboard
 from harness.records import CaseRecord, RunPaths, load_records, write_predictions
@@ -48,7 +49,9 @@ def finish_run(
     exitstatus: int,
     compare_to: list[CaseRecord] | None = None,
     budget: dict | None = None,
+    runtime: Runtime | None = None,
 ) -> RunSummary:
+    leftovers = remove_labelled_containers(runtime, paths.run_id) if runtime else 0
     unreadable: list[Path] = []
     records = load_records(paths, unreadable)
     write_predictions(paths, records)
@@ -66,7 +69,11 @@ def finish_run(
         cpu_samples,
         exitstatus=exitstatus,
         budget=budget,
-        extra={"grids": sorted(active_grids), "gates": [asdict(g) for g in gates]},
+        extra={
+            "grids": sorted(active_grids),
+            "gates": [asdict(g) for g in gates],
+            "leftover_containers_removed": leftovers,
+        },
     )
     redact_tree(paths.root)
     skips: dict[str, int] = {}

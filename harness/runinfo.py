@@ -53,9 +53,18 @@ def _dataset_lock_summary(cfg: HarnessConfig) -> dict[str, Any]:
     return load_lock(cfg.lock_path).model_dump(mode="json")
 
 
-def start_manifest(paths: RunPaths, cfg: HarnessConfig, *, argv: list[str], resume: bool = False) -> None:
+def start_manifest(
+    paths: RunPaths,
+    cfg: HarnessConfig,
+    *,
+    argv: list[str],
+    resume: bool = False,
+    interrupted: list[str] | None = None,
+) -> None:
     if resume and paths.manifest.is_file():
         manifest = json.loads(paths.manifest.read_text())
+        if interrupted:
+            manifest.setdefault("interrupted_cases", []).extend(interrupted)
         manifest.setdefault("resumes", []).append(
             {"at": datetime.now(UTC).isoformat(timespec="seconds"), "argv": argv}
         )

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 from harness.agents import AgentResult, AgentTask, runner_for
 from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
-from harness.containers import instance_image_name
+from harness.containers import LABEL_CASE, LABEL_RUN, instance_image_name
 from harness.evaluation import eval_slot, evaluate_patch
 from harness.grid import Case
 from harness.providers import missing_key, provider_settings
-from harness.records import SKIP_CLASSES, CaseRecord, sha256_text, write_record
+from harness.records import SKIP_CLASSES, CaseRecord, mark_running, sha256_text, write_record
 from harness.secrets import redact_json, redact_tree
 from harness.session import RunContext
 
@@ -101,6 +101,7 @@ def skip_reason(ctx: RunContext, case: Case, model: ModelEntry) -> tuple[str, st
 
 
 def run_case(ctx: RunContext, case: Case) -> CaseRecord:
+    """One attempt: agent, classification, official evaluation; the record is on disk when this returns."""
     started, t0 = _now(), time.monotonic()
     model = ctx.cfg.catalog.get(case.model_id)
     row = ctx.row(case.split, case.instance_id)
@@ -119,15 +120,28 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
             {"stage": "agent", "error": result.infra_error, "traceback": result.traceback}
         )
     elif (cls := patch_class(result)) is not None:
-        fields.update(
-            outcome="unresolved",
-            outcome_class=cls,
-            message=f"{PATCH_CLASS_TEXT[cls]} (agent exit: {result.exit_status})",
-        )
+        text = f"{PATCH_CLASS_TEXT[cls]} (agent exit: {result.exit_status})"
+        fields.update(outcome="unresolved", outcome_class=cls, message=text)
     else:
         fields.update(_evaluate(ctx, case, row, result.patch))
     if result.patch:
         (task.artifacts_dir / "patch.diff").write_text(result.patch)
+    return save_record(ctx, case, model, row, result, fields, started=started, t0=t0)
+
+
+def save_record(
+    ctx: RunContext,
+    case: Case,
+    model: ModelEntry,
+    row: dict,
+    result: AgentResult,
+    fields: dict,
+    *,
+    started: str,
+    t0: float,
+    infra_retries: int = 0,
+) -> CaseRecord:
+    """Build the CaseRecord, redact it and its artifacts, write it atomically, clear the running marker."""
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
     record = CaseRecord(
         run_id=ctx.run_id,
@@ -156,13 +170,58 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
         },
         config_hash=ctx.config_hash,
         model_settings=dict(model.model_kwargs),
+        infra_retries=infra_retries,
         artifacts=_artifacts(ctx, case, result, fields.pop("log_dir", None)),
         **fields,
     )
-    redact_tree(task.artifacts_dir)  # trajectories, call logs and evaluator logs, before the record lands
+    artifacts = ctx.paths.case_artifacts(case.case_id)
+    if artifacts.is_dir():
+        redact_tree(artifacts)  # trajectories, call logs and evaluator logs, before the record lands
     record = CaseRecord.model_validate(redact_json(record.model_dump(mode="json")))
     write_record(ctx.paths, record)
     return record
+
+
+def execute_case(ctx: RunContext, case: Case, *, infra_retries: int = 0) -> CaseRecord:
+    """run_case with resume (a finished model outcome is kept), a running marker, and in-run infra retries.
+
+    An infra error is re-run up to `infra_retries` times; the earlier tries' artifacts are set aside
+    (artifacts/<case_id>.infra-<n>) and their errors kept in the final record. The attempt number never changes.
+    """
+    if (previous := previous_record(ctx.paths, case.case_id)) is not None:
+        return previous
+    errors: list[dict[str, str]] = []
+    for tries in range(infra_retries + 1):
+        mark_running(ctx.paths, case.case_id)
+        record = run_case(ctx, case)
+        if record.outcome != "error" or tries == infra_retries:
+            break
+        errors += record.errors
+        set_aside(ctx.paths.case_artifacts(case.case_id), f"infra-{tries + 1}")
+    if tries:
+        record = record.model_copy(update={"infra_retries": tries, "errors": errors + record.errors})
+        write_record(ctx.paths, record)
+    return record
+
+
+def timeout_record(ctx: RunContext, case: Case, message: str, *, started: str, t0: float) -> CaseRecord:
+    """The record of a case that pytest-timeout stopped (whole-case limit): an infra error, re-run by --resume."""
+    model = ctx.cfg.catalog.get(case.model_id)
+    row = ctx.row(case.split, case.instance_id)
+    result = AgentResult(patch="", exit_status="CaseTimeout", infra_error=message, infra_class="case-timeout")
+    fields = {
+        "outcome": "error",
+        "outcome_class": "case-timeout",
+        "message": message,
+        "errors": [{"stage": "case", "error": message, "traceback": ""}],
+    }
+    return save_record(ctx, case, model, row, result, fields, started=started, t0=t0)
+
+
+def set_aside(path, suffix: str) -> None:
+    """Keep an earlier try's files next to the case's (nothing recorded is deleted)."""
+    if path.exists():
+        path.rename(path.with_name(f"{path.name}.{suffix}-{time.time_ns()}"))
 
 
 def _evaluate(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
@@ -177,6 +236,7 @@ def _evaluate(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
             namespace=namespace,
             log_root=ctx.paths.case_artifacts(case.case_id) / "evaluation",
             timeout_s=ctx.cfg.agent.evaluation.timeout_s,
+            labels={LABEL_RUN: ctx.run_id, LABEL_CASE: case.case_id},
         )
     out = {
         "outcome": "error" if ev.infra else ("resolved" if ev.resolved else "unresolved"),
@@ -218,4 +278,4 @@ def previous_record(paths, case_id: str) -> CaseRecord | None:
     except ValueError:  # a torn or foreign file: keep it aside, the case runs again
         path.rename(path.with_name(f"{path.name}.corrupt-{time.time_ns()}"))
         return None
-    return None if record.outcome == "error" else record
+    return record if record.outcome in ("resolved", "unresolved") else None

@@ -93,12 +93,16 @@ def test_predictions_match_the_records(demo_run):
 
 def test_junit_carries_outcomes_and_properties(demo_run):
     _, _, junit = demo_run
-    cases = ET.parse(junit).getroot().iter("testcase")
-    seen = {}
+    cases = list(ET.parse(junit).getroot().iter("testcase"))
+    seen, gates = {}, {}
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        seen[props["harness_case"]] = (props, case.find("failure") is not None)
+        if case.get("classname") == "gates":
+            gates[case.get("name")] = case.find("failure") is None
+        else:
+            seen[props["harness_case"]] = (props, case.find("failure") is not None)
     assert len(seen) == 9
+    assert gates == {"baseline_ratio": True, "malformed_patches": True}  # one testcase per applicable gate
     props, failed = seen["scripted-fixtures__ledger-3-a1"]
     assert failed and props["outcome_class"] == "unresolved"
     props, failed = seen["gold-fixtures__calc-1-a1"]

@@ -35,9 +35,9 @@ def _infra_class(exc: BaseException) -> str:
         return "budget"
     if isinstance(exc, ModelUnavailable):
         return "unavailable"
-    if isinstance(exc, ProviderRetriesExhausted) or type(exc).__module__.startswith(
-        ("litellm", "openai", "httpx")
-    ):
+    if isinstance(exc, ProviderRetriesExhausted):
+        return "llm-timeout" if "Timeout" in type(exc.__cause__).__name__ else "provider-error"
+    if type(exc).__module__.startswith(("litellm", "openai", "httpx")):
         return "provider-error"
     if isinstance(exc, subprocess.CalledProcessError | subprocess.TimeoutExpired):
         return "container-error"

@@ -1,0 +1,95 @@
+"""The start of a run, in the controller: credentials, runtime, resume checks, leftovers, preflight, manifest.
+
+Everything here raises HarnessError (one line); the plugin turns it into a pytest usage error.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from harness import HarnessError
+from harness.config import HarnessConfig
+from harness.containers import Runtime, detect_runtime, remove_labelled_containers
+from harness.grid import Case
+from harness.records import RunPaths, stale_markers
+from harness.runinfo import start_manifest
+
+
+def load_credentials_file(path: Path, explicit: bool) -> None:
+    from harness.secrets import load_credentials, register_env_secrets
+
+    if explicit and not path.is_file():
+        raise HarnessError(f"--credentials {path}: no such file; copy secrets/credentials.example.txt")
+    load_credentials(path)
+    register_env_secrets()
+
+
+def require_sweagent() -> None:
+    if shutil.which("sweagent") is None:
+        raise HarnessError(
+            "--agent sweagent: SWE-agent is not installed; pip install -e '.[sweagent]' (SWE-agent 1.1.0 from its git tag)"
+        )
+
+
+def check_instances(cfg: HarnessConfig) -> None:
+    from harness.dataset import load_lock, snapshot_instance_ids
+    from harness.grid import check_instances_exist
+
+    if not cfg.slices:
+        return
+    lock = load_lock(cfg.lock_path)
+    splits = {inst.split for sl in cfg.slices.values() for inst in sl.instances}
+    check_instances_exist(cfg, {s: set(snapshot_instance_ids(lock, s, cfg.root)) for s in splits})
+
+
+def open_run(
+    cfg: HarnessConfig, paths: RunPaths, *, resume: bool, argv: list[str]
+) -> tuple[Runtime, list[str]]:
+    """Check the run folder, clean this run's leftovers, write the manifest. Returns the runtime and notes."""
+    if resume and not paths.manifest.exists():
+        raise HarnessError(
+            f"--resume {paths.run_id}: no run at {paths.root}; list runs with `ls {paths.runs_dir}`"
+        )
+    if not resume and paths.root.exists() and any(paths.cases.glob("*.json")):
+        raise HarnessError(
+            f"run {paths.run_id} already has records in {paths.root}; use --resume {paths.run_id} or another --run-id"
+        )
+    runtime = detect_runtime()
+    runtime.export_env()
+    notes = []
+    if removed := remove_labelled_containers(runtime, paths.run_id):
+        notes.append(f"removed {removed} leftover container(s) of run {paths.run_id}")
+    if stale := recover_interrupted(paths):
+        notes.append(f"{len(stale)} case(s) were running when the last process died; they run again")
+    start_manifest(paths, cfg, argv=argv, resume=resume, interrupted=stale)
+    return runtime, notes
+
+
+def recover_interrupted(paths: RunPaths) -> list[str]:
+    """Cases whose running marker outlived its process: keep their partial artifacts aside, drop the marker."""
+    from harness.records import marker_path
+    from harness.runner import set_aside
+
+    stale = stale_markers(paths)
+    for case_id in stale:
+        set_aside(paths.case_artifacts(case_id), "interrupted")
+        marker_path(paths, case_id).unlink(missing_ok=True)
+    return stale
+
+
+def preflight_lines(
+    cfg: HarnessConfig, cases: list[Case], active: frozenset[str], paths: RunPaths, check_models: bool
+) -> list[str]:
+    from harness.preflight import (
+        check_availability,
+        credential_lines,
+        estimate_lines,
+        selected_cases,
+        selected_models,
+    )
+
+    selected = selected_cases(cases, active)
+    models = selected_models(cfg, selected)
+    lines = credential_lines(cfg, models) + estimate_lines(cfg, selected, models)
+    return lines + (check_availability(cfg, models, paths) if check_models else [])
