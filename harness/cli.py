@@ -144,7 +144,7 @@ def _compare(args: argparse.Namespace) -> str:
     return format_comparison(compare_runs(load_records(a), load_records(b)), a.run_id, b.run_id)
 
 
-def _leaderboard(args: argparse.Namespace) -> str:
+def _leaderboard(args: argparse.Namespace, config_dir: Path) -> str:
     from harness.leaderboard import build_leaderboard, format_table
     from harness.records import load_records, write_predictions
 
@@ -152,7 +152,9 @@ def _leaderboard(args: argparse.Namespace) -> str:
     unreadable: list[Path] = []
     records = load_records(paths, unreadable)
     write_predictions(paths, records)
-    rows = build_leaderboard(paths, version=args.version, records=records)
+    rows = build_leaderboard(
+        paths, version=args.version, records=records, columns_file=config_dir / "leaderboard_columns.yaml"
+    )
     notes = "".join(f"\nunreadable record left in place (not counted): {p}" for p in unreadable)
     return (
         format_table(rows)
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "compare":
             out = _compare(args)
         else:
-            out = _leaderboard(args)
+            out = _leaderboard(args, config_dir)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

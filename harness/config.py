@@ -183,6 +183,39 @@ class InstanceSlice(Strict):
     instances: list[SliceInstance] = Field(min_length=1)
 
 
+class LeaderboardColumns(Strict):
+    default: str
+    versions: dict[str, list[str]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> LeaderboardColumns:
+        if self.default not in self.versions:
+            raise ValueError(
+                f"default {self.default!r} is not one of the versions {', '.join(self.versions)}"
+            )
+        return self
+
+    def columns(self, version: str) -> list[str]:
+        """The columns of `version`: v0's plus every later version's up to it."""
+        if version not in self.versions:
+            raise HarnessError(
+                f"leaderboard version {version!r} unknown; use one of {', '.join(self.versions)}"
+            )
+        names = list(self.versions)
+        return [c for v in names[: names.index(version) + 1] for c in self.versions[v]]
+
+
+class PriceOverride(Strict):
+    price_in_per_mtok: float = Field(ge=0)
+    price_out_per_mtok: float = Field(ge=0)
+    price_date: str
+    price_source: str
+
+
+class PricesFile(Strict):
+    prices: dict[str, PriceOverride] = {}
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -202,7 +235,8 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        # A typo shows up twice (unknown key + missing field): name the unknown key, that is the fix.
+        err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = " ".join(str(err["msg"]).split())
         raise HarnessError(f"{path}: {loc}: {msg}; fix the file") from None
@@ -227,6 +261,7 @@ class HarnessConfig:
         catalog = load_yaml_model(config_dir / "model_catalog.yaml", Catalog)
         catalog = apply_prices(catalog, load_price_overrides(config_dir / "prices.yaml"))
         self.catalog = with_extra_models(catalog, extra_models or [])
+        self.columns = load_yaml_model(config_dir / "leaderboard_columns.yaml", LeaderboardColumns)
         self.agent = load_yaml_model(config_dir / "sweagent.yaml", AgentConfig)
         self.slices: dict[str, InstanceSlice] = {}
         for name, grid in self.agent.grids.items():
@@ -237,6 +272,10 @@ class HarnessConfig:
                     raise HarnessError(f"{config_dir / 'sweagent.yaml'}: grids.{name}: {e}") from None
             if grid.instances != FIXTURES_SLICE and grid.instances not in self.slices:
                 self.slices[grid.instances] = load_yaml_model(config_dir / grid.instances, InstanceSlice)
+
+        from harness.gates import load_gates
+
+        self.gates = load_gates(config_dir / "gates.yaml")
 
     @property
     def lock_path(self) -> Path:

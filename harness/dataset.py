@@ -100,6 +100,8 @@ def load_lock(path: Path) -> DatasetLock:
         )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise HarnessError(f"dataset lock {path} is not UTF-8 text; restore it from git") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -148,7 +150,13 @@ def _snapshot_lines(lock: DatasetLock, split: str, root: Path) -> tuple[Path, li
             f"dataset snapshot {entry.file} (split {split}) is missing; restore it from git "
             f"(`git checkout -- {entry.file}`) and run `python -m harness dataset verify`"
         )
-    return path, [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise HarnessError(
+            f"dataset snapshot {entry.file} is not UTF-8 (byte {exc.start}); restore it from git (`git checkout -- {entry.file}`)"
+        ) from None
+    return path, [line for line in text.splitlines() if line.strip()]
 
 
 def read_snapshot(lock: DatasetLock, split: str, root: Path) -> list[dict]:
@@ -171,8 +179,16 @@ def read_snapshot(lock: DatasetLock, split: str, root: Path) -> list[dict]:
 
 def snapshot_instance_ids(lock: DatasetLock, split: str, root: Path) -> list[str]:
     """Instance ids of a split in file order; no fingerprint check (cheap enough for pytest collection)."""
-    _, lines = _snapshot_lines(lock, split, root)
-    return [json.loads(line)["instance_id"] for line in lines]
+    path, lines = _snapshot_lines(lock, split, root)
+    ids = []
+    for number, line in enumerate(lines, 1):
+        try:
+            ids.append(json.loads(line)["instance_id"])
+        except (ValueError, KeyError, TypeError):
+            raise HarnessError(
+                f"dataset snapshot {path} row {number} is not a SWE-bench row; restore it from git"
+            ) from None
+    return ids
 
 
 def verify_snapshot(lock: DatasetLock, root: Path) -> list[str]:

@@ -104,11 +104,15 @@ def evaluate_patch(
     register_fixture_repos()
     # swebench writes logs under a cwd-relative directory; each case gets its own, inside the run folder.
     run_evaluation.RUN_EVALUATION_LOG_DIR = log_root
-    spec = make_test_spec(row, namespace=namespace)
     pred = {"instance_id": row["instance_id"], "model_name_or_path": model_id, "model_patch": patch}
     log_dir = log_root / eval_run_id / model_id.replace("/", "__") / row["instance_id"]
     start = time.monotonic()
-    client = docker.from_env(timeout=max(120, timeout_s))
+    try:
+        spec = make_test_spec(row, namespace=namespace)
+        client = docker.from_env(timeout=max(120, timeout_s))
+    except Exception as e:  # no spec for the repo/version, no Docker API: the evaluator could not start
+        message = " ".join(f"evaluator could not start: {type(e).__name__}: {e}".split())[:400]
+        return EvalResult("evaluator-error", False, True, time.monotonic() - start, log_dir, None, message)
     try:
         labelled = LabellingClient(client, labels or {})
         run_evaluation.run_instance(spec, pred, False, False, labelled, eval_run_id, timeout_s)

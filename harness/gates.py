@@ -62,11 +62,15 @@ def _by_model(records: list[CaseRecord], exclude: list[str]) -> dict[str, list[C
 
 def baseline_ratio(spec: GateSpec, records: list[CaseRecord]) -> GateResult:
     base = [r for r in records if r.model_id == spec.baseline]
-    models = _by_model(records, [*spec.exclude, spec.baseline])
+    completed = ("resolved", "unresolved")  # a model with only skips or infra errors has no result yet
+    models = {
+        model: recs
+        for model, recs in _by_model(records, [*spec.exclude, spec.baseline]).items()
+        if any(r.outcome in completed for r in recs)
+    }
     if not base or not models:
-        return GateResult(
-            spec.name, "not-applicable", None, spec.factor, f"needs {spec.baseline} and another model"
-        )
+        detail = f"needs {spec.baseline} and another model with results"
+        return GateResult(spec.name, "not-applicable", None, spec.factor, detail)
     best, recs = max(models.items(), key=lambda kv: (_rate(kv[1]), kv[0]))
     best_rate, base_rate = _rate(recs), _rate(base)
     lo, hi = stats.wilson_interval(sum(r.outcome == "resolved" for r in recs), len(recs))

@@ -14,25 +14,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness import stats
+from harness.config import LeaderboardColumns, load_yaml_model
 from harness.records import CaseRecord, RunPaths, load_records
 
 DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[1] / "config" / "leaderboard_columns.yaml"
 REPO_PREFIX = "repo:"
 
 
+def load_columns(columns_file: Path = DEFAULT_COLUMNS_FILE) -> LeaderboardColumns:
+    return load_yaml_model(columns_file, LeaderboardColumns)
+
+
 def version_columns(version: str, columns_file: Path = DEFAULT_COLUMNS_FILE) -> list[str]:
     """The columns of `version`: v0's plus every later version's up to it."""
-    data = yaml.safe_load(columns_file.read_text())
-    versions: dict[str, list[str]] = data["versions"]
-    if version not in versions:
-        from harness import HarnessError
-
-        raise HarnessError(f"leaderboard version {version!r} unknown; use one of {', '.join(versions)}")
-    names = list(versions)
-    return [c for v in names[: names.index(version) + 1] for c in versions[v]]
+    return load_columns(columns_file).columns(version)
 
 
 def _outcome_counts(recs: list[CaseRecord]) -> dict[str, int]:
@@ -175,7 +171,7 @@ def build_leaderboard(
     """Rebuild runs/<run_id>/leaderboard.csv (+ .html) from the records, then runs/leaderboard.csv."""
     records = load_records(paths) if records is None else records
     rows = leaderboard_rows(records)
-    version = version or yaml.safe_load(columns_file.read_text())["default"]
+    version = version or load_columns(columns_file).default
     header, flat = csv_rows(rows, version, columns_file)
     write_csv(paths.leaderboard_csv, flat, header)
     _write_html(paths, rows, records)

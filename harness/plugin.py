@@ -126,7 +126,7 @@ def _cap_workers(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not _is_eval_session(config):
         return
-    from harness.runstart import check_instances, load_credentials_file, require_sweagent
+    from harness.runstart import check_instances, check_run_id, load_credentials_file, require_sweagent
 
     try:
         explicit = config.getoption("--credentials")
@@ -141,13 +141,16 @@ def pytest_configure(config: pytest.Config) -> None:
         models = [m.strip() for m in models_opt.split(",") if m.strip()] if models_opt else None
         cases = build_grid(cfg, models=models, attempts=config.getoption("--attempts"))
         check_instances(cfg)
+        _check_numbers(config)
         backend = config.getoption("--agent") or cfg.agent.agent.backend
         _STATE.update(cfg=cfg, cases=cases, backend=backend, failures={"model": 0, "infra": 0, "other": 0})
         if backend == "sweagent" and not config.option.collectonly:
             require_sweagent()
         if _is_controller(config):
             _cap_workers(config)
-            run_id = config.getoption("--resume") or config.getoption("--run-id") or new_run_id()
+            run_id = check_run_id(
+                config.getoption("--resume") or config.getoption("--run-id") or new_run_id()
+            )
             _STATE["run_id"] = run_id
             if not config.option.collectonly:
                 _start_run(config, cfg, run_id)
@@ -157,16 +160,28 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
 
 
+def _check_numbers(config: pytest.Config) -> None:
+    if config.getoption("--infra-retries") < 0:
+        raise HarnessError(f"--infra-retries {config.getoption('--infra-retries')}: use 0 or more")
+    workers = config.getoption("--eval-workers")
+    if workers is not None and workers < 1:
+        raise HarnessError(f"--eval-workers {workers}: use 1 or more evaluation slots")
+
+
 def _start_run(config: pytest.Config, cfg: HarnessConfig, run_id: str) -> None:
-    from harness.runstart import open_run, preflight_lines
+    from harness.preflight import selected_cases
+    from harness.runstart import check_dataset, open_run, preflight_lines
 
     paths = RunPaths(_runs_dir(config), run_id)
+    active = grids_named_in(config.option.markexpr, list(cfg.agent.grids))
+    dataset_notes = check_dataset(
+        cfg, selected_cases(_STATE["cases"], active), config.getoption("--dataset-source")
+    )  # type: ignore[arg-type]
     runtime, notes = open_run(
         cfg, paths, resume=bool(config.getoption("--resume")), argv=list(config.invocation_params.args)
     )
-    active = grids_named_in(config.option.markexpr, list(cfg.agent.grids))
     check = config.getoption("--check-models") != "no"
-    _STATE["preflight"] = notes + preflight_lines(cfg, _STATE["cases"], active, paths, check)  # type: ignore[arg-type]
+    _STATE["preflight"] = dataset_notes + notes + preflight_lines(cfg, _STATE["cases"], active, paths, check)  # type: ignore[arg-type]
     sampler = CpuSampler()
     sampler.start()
     _STATE.update(paths=paths, sampler=sampler, runtime=runtime)
@@ -174,6 +189,10 @@ def _start_run(config: pytest.Config, cfg: HarnessConfig, run_id: str) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"swebench-harness: {line}" for line in _STATE.get("preflight", [])]  # type: ignore[union-attr]
+
+
+def _first_set(value, default):
+    return default if value is None else value
 
 
 def _runs_dir(config: pytest.Config) -> Path:
@@ -208,7 +227,7 @@ def harness_run(request: pytest.FixtureRequest):
         str(_STATE["run_id"]),
         _runs_dir(config),
         namespace=config.getoption("--image-namespace"),
-        eval_workers=config.getoption("--eval-workers") or cfg.agent.evaluation.workers,
+        eval_workers=_first_set(config.getoption("--eval-workers"), cfg.agent.evaluation.workers),
         dataset_source=config.getoption("--dataset-source"),
         active_grids=grids_named_in(config.option.markexpr, list(cfg.agent.grids)),
         backend=_STATE["backend"],  # type: ignore[arg-type]
@@ -274,6 +293,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if done:
         config.hook.pytest_deselected(items=done)
         items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """An infra error is reported as its one-line message, not as a traceback through the plugin."""
+    report = yield
+    if call.excinfo is not None and isinstance(call.excinfo.value, CaseInfraError):
+        report.longrepr = f"infra error (not the model's fault): {call.excinfo.value}"
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -146,17 +146,19 @@ def check_models(catalog: Catalog, models: list[ModelEntry], timeout: float = 10
 
 
 def load_price_overrides(path: Path) -> dict[str, dict]:
-    """config/prices.yaml (written by `models prices --refresh`): model id -> price fields."""
+    """config/prices.yaml (written by `models prices --refresh`): model id -> price fields, validated."""
     if not path.is_file():
         return {}
-    import yaml
+    from harness.config import PricesFile, load_yaml_model
 
-    data = yaml.safe_load(path.read_text()) or {}
-    return dict(data.get("prices", {}))
+    return {k: v.model_dump() for k, v in load_yaml_model(path, PricesFile).prices.items()}
 
 
 def apply_prices(catalog: Catalog, overrides: dict[str, dict]) -> Catalog:
-    models = [m.model_copy(update=overrides[m.id]) if m.id in overrides else m for m in catalog.models]
+    models = [
+        ModelEntry.model_validate({**m.model_dump(), **overrides[m.id]}) if m.id in overrides else m
+        for m in catalog.models
+    ]
     return Catalog(providers=catalog.providers, models=models)
 
 

@@ -180,11 +180,12 @@ def finished_case_ids(paths: RunPaths) -> set[str]:
     for entry in os.scandir(paths.cases):
         if entry.name.endswith(".json"):
             try:
-                outcome = json.loads(Path(entry.path).read_bytes()).get("outcome")
-            except (ValueError, OSError, AttributeError):
-                continue
-            if outcome in ("resolved", "unresolved"):
-                done.add(entry.name[: -len(".json")])
+                with open(entry.path, "rb") as f:
+                    record = CaseRecord.model_validate_json(f.read())
+            except (ValueError, OSError):
+                continue  # not a record: the case runs again and the file is set aside
+            if record.outcome in ("resolved", "unresolved") and record.case_id == entry.name[: -len(".json")]:
+                done.add(record.case_id)
     return done
 
 
@@ -192,7 +193,14 @@ def write_record(paths: RunPaths, record: CaseRecord) -> Path:
     from harness.secrets import redact_json
 
     path = paths.record(record.case_id)
-    write_json_atomic(path, redact_json(record.model_dump(mode="json")))
+    try:
+        write_json_atomic(path, redact_json(record.model_dump(mode="json")))
+    except OSError as e:
+        from harness import HarnessError
+
+        raise HarnessError(
+            f"cannot write {path}: {e.strerror or e}; free space, then --resume {paths.run_id}"
+        ) from None
     marker_path(paths, record.case_id).unlink(missing_ok=True)
     return path
 

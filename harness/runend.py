@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.config import HarnessConfig
 from harness.containers import Runtime, remove_labelled_containers
-from harness.gates import GateResult, evaluate_gates, load_gates
+from harness.gates import GateResult, evaluate_gates
 from harness.leaderboard import build_leaderboard
 from harness.records import CaseRecord, RunPaths, load_records, write_predictions
 from harness.runinfo import finish_manifest
@@ -55,9 +55,9 @@ def finish_run(
     unreadable: list[Path] = []
     records = load_records(paths, unreadable)
     write_predictions(paths, records)
-    rows = build_leaderboard(paths, records=records)
+    rows = build_leaderboard(paths, records=records, columns_file=cfg.dir / "leaderboard_columns.yaml")
     gates = evaluate_gates(
-        load_gates(cfg.dir / "gates.yaml"),
+        cfg.gates,
         records,
         active_grids=active_grids,
         cpu_samples=cpu_samples,

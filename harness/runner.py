@@ -38,7 +38,11 @@ def _now() -> str:
 
 
 def looks_like_diff(patch: str) -> bool:
-    return any(line.startswith(("diff --git ", "--- ")) for line in patch.splitlines()) and "@@" in patch
+    """A git diff (any `diff --git` header: binary, rename and mode-only diffs included) or a unified diff."""
+    lines = patch.splitlines()
+    if any(line.startswith("diff --git ") for line in lines):
+        return True
+    return any(line.startswith("--- ") for line in lines) and "@@" in patch
 
 
 def patch_class(result: AgentResult) -> str | None:

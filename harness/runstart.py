@@ -5,6 +5,7 @@ Everything here raises HarnessError (one line); the plugin turns it into a pytes
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,29 @@ def check_instances(cfg: HarnessConfig) -> None:
     lock = load_lock(cfg.lock_path)
     splits = {inst.split for sl in cfg.slices.values() for inst in sl.instances}
     check_instances_exist(cfg, {s: set(snapshot_instance_ids(lock, s, cfg.root)) for s in splits})
+
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids name folders and container names: letters, digits, '.', '_', '-'."""
+    if not RUN_ID.match(run_id):
+        raise HarnessError(
+            f"--run-id/--resume {run_id!r}: use letters, digits, '.', '_' and '-' only (it names folders and containers)"
+        )
+    return run_id
+
+
+def check_dataset(cfg: HarnessConfig, cases: list[Case], source: str) -> list[str]:
+    """Load (and fingerprint-check) every dataset split the selected cases need, before any case starts."""
+    from harness.dataset import load_lock, load_split
+
+    splits = sorted({c.split for c in cases if c.split != "fixtures"})
+    if not splits:
+        return []
+    lock = load_lock(cfg.lock_path)
+    return [f"dataset {s}: {load_split(lock, s, cfg.root, source=source).source}" for s in splits]  # type: ignore[arg-type]
 
 
 def open_run(

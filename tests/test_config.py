@@ -244,7 +244,7 @@ def test_load_yaml_model_directly(cfg_dir: Path) -> None:
         "sqlfluff__sqlfluff-1733",
         "sqlfluff__sqlfluff-2419",
     ]
-    with pytest.raises(HarnessError, match="models: Field required"):
+    with pytest.raises(HarnessError, match="slice: Extra inputs are not permitted"):
         load_yaml_model(cfg_dir / "instances_i0.yaml", Catalog)
 
 

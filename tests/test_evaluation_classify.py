@@ -200,7 +200,10 @@ def test_looks_like_diff() -> None:
     assert looks_like_diff("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n")
     assert not looks_like_diff("")
     assert not looks_like_diff("I fixed the bug in x.py by changing a to b.")
-    assert not looks_like_diff("diff --git a/x.py b/x.py\n")  # no hunk
+    assert looks_like_diff(
+        "diff --git a/x.py b/x.py\nold mode 100644\nnew mode 100755\n"
+    )  # mode-only: evaluated
+    assert looks_like_diff("diff --git a/x.bin b/x.bin\nGIT binary patch\nliteral 3\nKcmV+b0000\n")  # binary
     assert not looks_like_diff("@@ -1 +1 @@\n-a\n+b\n")  # hunk without file header
 
 

@@ -222,13 +222,21 @@ def test_previous_record_infra_error_is_rerun(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "cls"),
-    [("resolved", "resolved"), ("unresolved", "patch-apply-failed"), ("skipped", "budget")],
+    [("resolved", "resolved"), ("unresolved", "patch-apply-failed")],
 )
 def test_previous_record_model_outcome_is_kept(tmp_path: Path, outcome: str, cls: str) -> None:
     paths = RunPaths(tmp_path, "run-1")
     rec = make_record(outcome=outcome, outcome_class=cls)
     write_record(paths, rec)
     assert previous_record(paths, rec.case_id) == rec
+
+
+def test_previous_record_skip_runs_again(tmp_path: Path) -> None:
+    """A budget or credentials skip is not an outcome: a resumed run tries the case again."""
+    paths = RunPaths(tmp_path, "run-1")
+    rec = make_record(outcome="skipped", outcome_class="budget")
+    write_record(paths, rec)
+    assert previous_record(paths, rec.case_id) is None
 
 
 @pytest.mark.parametrize(

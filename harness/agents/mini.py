@@ -28,6 +28,31 @@ def mini_benchmark_config(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+OUTPUT_CAP_CHARS = 100_000
+
+
+def cap_output(text: str, cap: int = OUTPUT_CAP_CHARS) -> str:
+    """Keep the head and tail of a huge command output (the model's prompt and the trajectory stay bounded)."""
+    if len(text) <= cap:
+        return text
+    half = cap // 2
+    return f"{text[:half]}\n[swebench-harness: {len(text) - cap} characters elided]\n{text[-half:]}"
+
+
+def capped_environment_class():
+    from minisweagent.environments.docker import DockerEnvironment
+
+    class CappedDockerEnvironment(DockerEnvironment):
+        """mini-swe-agent's DockerEnvironment whose command outputs are capped before anything keeps them."""
+
+        def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+            output = super().execute(action, cwd, timeout=timeout)
+            output["output"] = cap_output(output.get("output", ""))
+            return output
+
+    return CappedDockerEnvironment
+
+
 def _infra_class(exc: BaseException) -> str:
     from harness.agents.llm import ModelUnavailable, ProviderRetriesExhausted
 
@@ -49,7 +74,6 @@ class MiniRunner:
 
     def run(self, task: AgentTask) -> AgentResult:
         from minisweagent.agents.default import DefaultAgent
-        from minisweagent.environments.docker import DockerEnvironment
 
         from harness.agents.llm import HarnessLitellmModel, summarize_calls
 
@@ -58,7 +82,7 @@ class MiniRunner:
         start = time.monotonic()
         env = agent = model = None
         try:
-            env = DockerEnvironment(
+            env = capped_environment_class()(
                 image=task.image,
                 cwd="/testbed",
                 executable=task.container_executable,

@@ -1,0 +1,709 @@
+"""The bad-inputs catalogue (docs/bad-inputs.md): every row's input, fed to the real harness.
+
+Each answer must be a one-line error (pytest usage error: exit 4 and exactly one `ERROR:` line; the
+`python -m harness` CLI: exit 2 and one `error:` line) or a classified outcome in a written CaseRecord;
+never a traceback, and nothing already recorded is lost.
+
+Usage errors run `pytest evals` in a subprocess (a real run of the `empty` baseline, so a check that only
+happens at run start is caught too). Agent and evaluator rows run in-process: `harness.runner.run_case`
+with a RunContext whose dataset lock (written here, with real fingerprints) holds variants of the fixture
+rows, mini-swe-agent in the real fixture containers, the project's scripted OpenAI-compatible server over
+real HTTP, and the official evaluator. Each test states the correct behaviour.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import HarnessError
+from harness.config import HarnessConfig
+from harness.dataset import canonical_fingerprint
+from harness.grid import Case
+from harness.providers import parse_model_spec
+from harness.records import CaseRecord
+from harness.runner import run_case
+from harness.session import RunContext
+from harness.testing.llm_server import Fault, Script, ScriptedLLMServer
+from harness.testing.scripts import FIXTURE_SCRIPTS
+from tests.conftest import ROOT
+
+CALC = "fixtures__calc-1"
+CALC_SCRIPT = FIXTURE_SCRIPTS[0]
+SECRET = "sk-bad-inputs-never-echo-5e4d3c2b1a"
+
+
+# ----- helpers: `pytest evals` in a subprocess ------------------------------------------------------------
+
+
+def _evals(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-q", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTEST_ADDOPTS": "", "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+
+
+def _run_empty(tmp_path: Path, *args: str, run_id: str = "bad", env: dict | None = None):
+    """A real demo run of the offline `empty` baseline (no containers needed by its cases)."""
+    return _evals(
+        "-m", "demo", "--models", "empty", "--runs-dir", str(tmp_path / "runs"), "--run-id", run_id,
+        *args, env=env,
+    )  # fmt: skip
+
+
+def _one_error_line(done: subprocess.CompletedProcess, code: int = 4, prefix: str = "ERROR:") -> str:
+    out = done.stdout + done.stderr
+    assert done.returncode == code, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out[-3000:]
+    lines = [line for line in out.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, out[-3000:]
+    return lines[0]
+
+
+def _records(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "cases").glob("*.json")) if (run_dir / "cases").is_dir() else []
+
+
+def _config_copy(tmp_path: Path) -> Path:
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    return cfg
+
+
+def _break(text: str) -> str:
+    return text + "\nbroken: [unclosed, {\n"
+
+
+# ----- 1-14: every config file, malformed YAML and a typo'd key ---------------------------------------------
+
+CONFIG_CASES = [
+    pytest.param("model_catalog.yaml", _break, "line", id="model_catalog-malformed"),
+    pytest.param(
+        "model_catalog.yaml",
+        lambda t: t.replace("    description: submits the instance's gold", "    descripton: submits", 1),
+        "descripton",
+        id="model_catalog-typo",
+    ),
+    pytest.param("sweagent.yaml", _break, "line", id="sweagent-malformed"),
+    pytest.param(
+        "sweagent.yaml",
+        lambda t: t.replace("  usd_per_run:", "  usd_per_rn:", 1),
+        "usd_per_rn",
+        id="sweagent-typo",
+    ),
+    pytest.param("instances_i1.yaml", _break, "line", id="instances-malformed"),
+    pytest.param(
+        "instances_i1.yaml", lambda t: t.replace("\nrule:", "\nrules:", 1), "rule", id="instances-typo"
+    ),
+    pytest.param(
+        "gates.yaml",
+        _break,
+        "line",
+        id="gates-malformed",
+    ),
+    pytest.param(
+        "gates.yaml",
+        lambda t: t.replace("    max_rate: 0.10", "    max_rat: 0.10", 1),
+        "max_rat",
+        id="gates-typo",
+    ),
+    pytest.param(
+        "leaderboard_columns.yaml",
+        _break,
+        "line",
+        id="leaderboard_columns-malformed",
+    ),
+    pytest.param(
+        "leaderboard_columns.yaml",
+        lambda t: t.replace("default: v3", "defualt: v3", 1),
+        "defualt",
+        id="leaderboard_columns-typo",
+    ),
+    pytest.param("dataset.lock", _break, "line", id="dataset_lock-malformed"),
+    pytest.param(
+        "dataset.lock",
+        lambda t: t.replace("snapshot_note:", "snapshot_not:", 1),
+        "snapshot_not",
+        id="dataset_lock-typo",
+    ),
+    pytest.param(
+        "prices.yaml",
+        lambda t: "prices:\n  gold: {price_in_per_mtok: [1.0\n",
+        "line",
+        id="prices-malformed",
+    ),
+    pytest.param(
+        "prices.yaml",
+        lambda t: "prices:\n  gold: {price_in_per_mtokk: 1.0}\n",
+        "price_in_per_mtokk",
+        id="prices-typo",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "edit", "named"), CONFIG_CASES)
+def test_config_file_malformed_or_typo_is_one_error_before_any_case(tmp_path, name, edit, named):
+    cfg = _config_copy(tmp_path)
+    path = cfg / name
+    path.write_text(edit(path.read_text() if path.is_file() else ""))
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(cfg)))
+    assert name in line and named in line, line
+    assert _records(tmp_path / "runs" / "bad") == [], "a broken config must refuse the run before any case"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sweagent.yaml",
+        "model_catalog.yaml",
+        pytest.param(
+            "dataset.lock",
+        ),
+    ],
+)
+def test_config_file_not_utf8(tmp_path, name):
+    cfg = _config_copy(tmp_path)
+    with (cfg / name).open("ab") as f:
+        f.write(b"\n# caf\xe9 \xff\xfe\n")
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(cfg)))
+    assert name in line and "UTF-8" in line
+
+
+# ----- command-line values ---------------------------------------------------------------------------------
+
+
+def test_unknown_model_id(tmp_path):
+    line = _one_error_line(
+        _evals("-m", "demo", "--models", "gold,no-such-model", "--runs-dir", str(tmp_path))
+    )
+    assert "unknown model id 'no-such-model'" in line
+
+
+def test_unknown_instance_id(tmp_path):
+    cfg = _config_copy(tmp_path)
+    path = cfg / "instances_i1.yaml"
+    path.write_text(path.read_text().replace("sqlfluff__sqlfluff-1625", "sqlfluff__sqlfluff-99999", 1))
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(cfg)))
+    assert "unknown instance id 'sqlfluff__sqlfluff-99999'" in line and "instances_i1.yaml" in line
+
+
+@pytest.mark.parametrize("k", ["0", "-2"])
+def test_attempts_below_one(tmp_path, k):
+    line = _one_error_line(_run_empty(tmp_path, "--attempts", k))
+    assert f"--attempts {k}: K must be at least 1" in line
+
+
+@pytest.mark.parametrize("field", ["usd_per_run", "usd_per_case"])
+def test_negative_budget(tmp_path, field):
+    cfg = _config_copy(tmp_path)
+    data = yaml.safe_load((cfg / "sweagent.yaml").read_text())
+    data["budgets"][field] = -1
+    (cfg / "sweagent.yaml").write_text(yaml.safe_dump(data))
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(cfg)))
+    assert f"budgets.{field}" in line and "greater than or equal to 0" in line
+
+
+def test_negative_calls_per_day(tmp_path):
+    cfg = _config_copy(tmp_path)
+    path = cfg / "model_catalog.yaml"
+    path.write_text(path.read_text().replace("calls_per_day: 2000", "calls_per_day: -1", 1))
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(cfg)))
+    assert "providers.chutes.calls_per_day" in line
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "garbage",
+        "id=local,litellm=openai/m",  # no api_base
+        "id=Bad Id,litellm=openai/m,api_base=http://127.0.0.1:9/v1",
+        "id=local,litellm=openai/m,api_base=http://127.0.0.1:9/v1,price_in=-3",
+        "id=gold,litellm=openai/m,api_base=http://127.0.0.1:9/v1",  # clashes with the catalog
+    ],
+)
+def test_model_spec_malformed(tmp_path, spec):
+    line = _one_error_line(_run_empty(tmp_path, "--model-spec", spec))
+    assert "--model-spec" in line
+
+
+@pytest.mark.parametrize("option", ["--dataset-source", "--agent", "--check-models"])
+def test_unknown_option_value(tmp_path, option):
+    done = _run_empty(tmp_path, option, "bogus")
+    _one_error_line(done)
+    assert f"argument {option}: invalid choice: 'bogus'" in done.stderr
+
+
+def test_harness_config_missing_dir(tmp_path):
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(tmp_path / "no-such-config")))
+    assert "no-such-config/model_catalog.yaml: file not found" in line
+
+
+def test_resume_of_a_run_that_does_not_exist(tmp_path):
+    line = _one_error_line(
+        _evals("-m", "demo", "--models", "empty", "--runs-dir", str(tmp_path), "--resume", "nope")
+    )
+    assert "--resume nope: no run at" in line
+
+
+def test_run_id_of_a_run_that_already_has_records(tmp_path):
+    first = _run_empty(tmp_path, run_id="taken")
+    assert first.returncode == 0, first.stdout[-2000:]
+    before = {p: p.read_bytes() for p in _records(tmp_path / "runs" / "taken")}
+    line = _one_error_line(_run_empty(tmp_path, run_id="taken"))
+    assert "already has records" in line and "--resume taken" in line
+    assert {p: p.read_bytes() for p in _records(tmp_path / "runs" / "taken")} == before
+
+
+@pytest.mark.parametrize("run_id", ["my run+1", "../escaped"])
+def test_run_id_that_is_not_a_safe_name(tmp_path, run_id):
+    line = _one_error_line(_run_empty(tmp_path, run_id=run_id))
+    assert "--run-id" in line
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_workers_above_the_cpu_cap_are_capped_with_a_message(tmp_path):
+    done = _evals("-m", "demo", "-n", "10000", "--collect-only", "--runs-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    cap = max(1, int(0.8 * (os.cpu_count() or 1)))
+    assert f"-n 10000 capped at {cap}" in done.stderr
+
+
+def test_negative_infra_retries(tmp_path):
+    line = _one_error_line(_run_empty(tmp_path, "--infra-retries", "-1"))
+    assert "--infra-retries" in line
+
+
+@pytest.mark.parametrize("n", ["0", "-1"])
+def test_eval_workers_below_one(tmp_path, n):
+    line = _one_error_line(_run_empty(tmp_path, "--eval-workers", n))
+    assert "--eval-workers" in line
+
+
+# ----- credentials -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "lineno", "what"),
+    [
+        (f"# creds\nCHUTES_API_KEY=sk-fine-value-123456\nOPENROUTER_API_KEY {SECRET}\n", 3, "no '='"),
+        (f'CHUTES_API_KEY="{SECRET}\n', 1, "no closing"),
+        (f"\n\n9BAD-NAME={SECRET}\n", 3, "not a valid variable name"),
+        (f"CHUTES_API_KEY='{SECRET}' trailing {SECRET}\n", 1, "unexpected text after the closing quote"),
+    ],
+)
+def test_credentials_file_with_a_bad_line(tmp_path, text, lineno, what):
+    creds = tmp_path / "credentials.txt"
+    creds.write_text(text)
+    done = _run_empty(tmp_path, "--credentials", str(creds))
+    line = _one_error_line(done)
+    assert f"line {lineno}:" in line and what in line, line
+    assert SECRET not in done.stdout + done.stderr, "a credentials error must never echo the value"
+
+
+def test_credentials_file_not_utf8(tmp_path):
+    creds = tmp_path / "credentials.txt"
+    creds.write_bytes(b"CHUTES_API_KEY=\xff\xfe" + SECRET.encode() + b"\n")
+    done = _run_empty(tmp_path, "--credentials", str(creds))
+    assert "not UTF-8" in _one_error_line(done)
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_credentials_path_pointing_nowhere(tmp_path):
+    line = _one_error_line(_run_empty(tmp_path, "--credentials", str(tmp_path / "nowhere.txt")))
+    assert "nowhere.txt: no such file" in line
+
+
+# ----- dataset: fingerprint mismatch, missing file ---------------------------------------------------------
+
+
+def _harness_root(tmp_path: Path, tamper: bool) -> Path:
+    """A HARNESS_ROOT whose data/ the lock's relative file paths resolve against (cfg.root / entry.file)."""
+    root = tmp_path / "root"
+    (root / "data" / "swebench_lite").mkdir(parents=True)
+    for name in ("dev.jsonl", "test.jsonl"):
+        shutil.copy(ROOT / "data" / "swebench_lite" / name, root / "data" / "swebench_lite" / name)
+    if tamper:
+        path = root / "data" / "swebench_lite" / "dev.jsonl"
+        lines = path.read_text().splitlines()
+        row = json.loads(lines[0])
+        row["problem_statement"] += "\n(tampered)"
+        lines[0] = json.dumps(row)
+        path.write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_dataset_fingerprint_mismatch_refuses_the_run(tmp_path):
+    root = _harness_root(tmp_path, tamper=True)
+    done = _evals(
+        "-m", "i0", "--models", "empty", "--dataset-source", "snapshot", "--runs-dir", str(tmp_path / "runs"),
+        "--run-id", "fp", env={"HARNESS_ROOT": str(root)},
+    )  # fmt: skip
+    assert "fingerprint mismatch" in _one_error_line(done)
+    assert _records(tmp_path / "runs" / "fp") == []
+
+
+def test_dataset_fingerprint_mismatch_cli_verify(tmp_path):
+    root = _harness_root(tmp_path, tamper=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "--config", str(ROOT / "config"), "dataset", "verify"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HARNESS_ROOT": str(root)},
+    )
+    line = _one_error_line(done, code=2, prefix="error:")
+    assert "fingerprint mismatch" in line and "dev" in line
+
+
+@pytest.mark.parametrize("junk", [b"not json {\n", b"\xff\xfe\n"], ids=["not-json", "not-utf8"])
+def test_data_file_with_a_corrupt_line(tmp_path, junk):
+    root = _harness_root(tmp_path, tamper=False)
+    with (root / "data" / "swebench_lite" / "dev.jsonl").open("ab") as f:
+        f.write(junk)
+    line = _one_error_line(_run_empty(tmp_path, env={"HARNESS_ROOT": str(root)}))
+    assert "dev.jsonl" in line
+
+
+def test_missing_data_file(tmp_path):
+    root = _harness_root(tmp_path, tamper=False)
+    (root / "data" / "swebench_lite" / "dev.jsonl").unlink()
+    line = _one_error_line(_run_empty(tmp_path, env={"HARNESS_ROOT": str(root)}))
+    assert "data/swebench_lite/dev.jsonl (split dev) is missing" in line
+
+
+# ----- a resumed run with damaged records ------------------------------------------------------------------
+
+
+def test_corrupt_record_in_a_resumed_run_is_set_aside_and_rerun(tmp_path):
+    assert _run_empty(tmp_path, run_id="r").returncode == 0
+    cases = tmp_path / "runs" / "r" / "cases"
+    torn = cases / f"empty-{CALC}-a1.json"
+    torn.write_bytes(b'{"schema_version": 1, "run_id": "r", "case_id": "empty-fixt\x00\xff garbage')
+    done = _evals("-m", "demo", "--models", "empty", "--runs-dir", str(tmp_path / "runs"), "--resume", "r")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    aside = list(cases.glob(f"empty-{CALC}-a1.json.corrupt-*"))
+    assert len(aside) == 1 and b"garbage" in aside[0].read_bytes(), "the torn file is kept, not deleted"
+    record = CaseRecord.model_validate_json(torn.read_text())
+    assert record.outcome_class == "empty-patch"
+    assert len(_records(tmp_path / "runs" / "r")) == 3
+
+
+def test_record_that_is_json_but_not_a_caserecord_is_set_aside_and_rerun(tmp_path):
+    assert _run_empty(tmp_path, run_id="r").returncode == 0
+    cases = tmp_path / "runs" / "r" / "cases"
+    foreign = cases / f"empty-{CALC}-a1.json"
+    foreign.write_text('{"outcome": "unresolved", "note": "hand-edited"}\n')
+    done = _evals("-m", "demo", "--models", "empty", "--runs-dir", str(tmp_path / "runs"), "--resume", "r")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert len(list(cases.glob(f"empty-{CALC}-a1.json.corrupt-*"))) == 1
+    CaseRecord.model_validate_json(foreign.read_text())
+
+
+# ----- in-process: run_case on variants of the fixture rows ------------------------------------------------
+
+DOES_NOT_APPLY = """diff --git a/calc/missing.py b/calc/missing.py
+--- a/calc/missing.py
++++ b/calc/missing.py
+@@ -1 +1 @@
+-old
++new
+"""
+LONG_STATEMENT_BYTES = 2_000_000
+HUGE_OUTPUT_BYTES = 30_000_000
+HUGE = f"head -c {HUGE_OUTPUT_BYTES} /dev/zero | tr '\\0' y"
+NOT_UTF8 = "printf 'before \\xff\\xfe\\x80 after\\n'; printf '\\xc3\\x28\\xa0\\xa1\\n'"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def _patch_variants(tmp: Path, row: dict) -> dict[str, str]:
+    """Patches against the calc fixture's base commit, made with real git in a fresh copy of its repo."""
+    from harness.testing.fixtures import FIXTURES, build_fixture_repo
+
+    repo = tmp / "calc-repo"
+    assert build_fixture_repo(FIXTURES[0], repo)["base_commit"] == row["base_commit"]
+    (repo / "calc" / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    _git(repo, "add", "-N", "calc/blob.bin")
+    binary_only = _git(repo, "diff", "--binary", "HEAD")
+    _git(repo, "reset", "-q")
+    (repo / "calc" / "blob.bin").unlink()
+    _git(repo, "rm", "-q", "calc/stats.py")
+    delete = _git(repo, "diff", "--cached", "HEAD")
+    _git(repo, "reset", "-q", "--hard")
+    _git(repo, "rm", "-q", "calc/__init__.py")
+    delete_init = _git(repo, "diff", "--cached", "HEAD")
+    _git(repo, "reset", "-q", "--hard")
+    assert "GIT binary patch" in binary_only and "deleted file mode" in delete
+    return {
+        "p-empty": "",
+        "p-whitespace": "\n  \n",
+        "p-notdiff": "I fixed it: mean() now raises ValueError.\n",
+        "p-noapply": DOES_NOT_APPLY,
+        "p-testonly": row["test_patch"],
+        "p-binary": row["patch"] + binary_only,
+        "p-binonly": binary_only,
+        "p-delete": delete,
+        "p-delete+gold": row["patch"] + delete_init,
+    }
+
+
+class Lab:
+    """A config copy (small step limit), a dataset lock over variant splits, the `sim` model on `llm`."""
+
+    def __init__(self, tmp: Path, rows: dict[str, dict], llm: ScriptedLLMServer):
+        calc = rows[CALC]
+        filler = ("The quick brown fox jumps over the lazy dog; padding the report. " * 2 + "\n") * (
+            LONG_STATEMENT_BYTES // 131
+        )
+        self.splits: dict[str, list[dict]] = {
+            "fx": list(rows.values()),
+            "long": [{**calc, "problem_statement": calc["problem_statement"] + "\n" + filler}],
+            "badver": [{**calc, "version": "9.9"}],
+            **{name: [{**calc, "patch": p}] for name, p in _patch_variants(tmp, calc).items()},
+        }
+        cfg_dir = tmp / "config"
+        shutil.copytree(ROOT / "config", cfg_dir)
+        agent = yaml.safe_load((cfg_dir / "sweagent.yaml").read_text())
+        agent["agent"]["step_limit"] = 8
+        agent["retries"]["max_attempts"] = 1
+        (cfg_dir / "sweagent.yaml").write_text(yaml.safe_dump(agent))
+        data = tmp / "data"
+        data.mkdir()
+        lock = {"hf_repo": "fixtures/bad-inputs", "revision": "local", "revision_verified": False}
+        lock |= {"retrieved": "2026-01-01", "splits": {}}
+        for name, split_rows in self.splits.items():
+            path = data / f"{name}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in split_rows))
+            lock["splits"][name] = {
+                "file": str(path),
+                "rows": len(split_rows),
+                "fingerprint": canonical_fingerprint(split_rows),
+            }
+        (cfg_dir / "dataset.lock").write_text(yaml.safe_dump(lock))
+        sim = parse_model_spec(f"id=sim,litellm=openai/sim,api_base={llm.url}")
+        self.cfg = HarnessConfig(cfg_dir, root=tmp, extra_models=[sim])
+        self.llm = llm
+
+    def ctx(self, runs: Path) -> RunContext:
+        return RunContext(
+            self.cfg, "bad-inputs", runs, namespace="localhost", eval_workers=1, dataset_source="snapshot"
+        )
+
+
+def _case(model: str, split: str, instance: str = CALC, attempt: int = 1) -> Case:
+    return Case(model, instance, attempt, split, ("demo",), (120,))
+
+
+@pytest.fixture(scope="module")
+def llm():
+    with ScriptedLLMServer([]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def lab(fixture_rows, llm, tmp_path_factory) -> Lab:
+    return Lab(tmp_path_factory.mktemp("bad-inputs-lab"), fixture_rows, llm)
+
+
+@pytest.fixture
+def ctx(lab, tmp_path):
+    context = lab.ctx(tmp_path / "runs")
+    yield context
+    context.close()
+
+
+def _on_disk(ctx: RunContext, record: CaseRecord) -> CaseRecord:
+    """The record run_case returned must be the one on disk, and its message one line."""
+    stored = CaseRecord.model_validate_json(ctx.paths.record(record.case_id).read_text())
+    assert stored == record
+    assert "\n" not in record.message and "Traceback" not in record.message, record.message
+    return stored
+
+
+def _sim(lab: Lab, ctx: RunContext, script: Script, split: str = "fx", faults: tuple = ()) -> CaseRecord:
+    lab.llm.scripts = [script]
+    lab.llm.add_faults(*faults)
+    return _on_disk(ctx, run_case(ctx, _case("sim", split)))
+
+
+@pytest.mark.containers
+def test_model_that_emits_no_command_is_format_errors(lab, ctx, fixture_images):
+    served = lab.llm.faults_served
+    record = _sim(lab, ctx, CALC_SCRIPT, faults=(Fault("no_tool_call"),) * 3)
+    assert lab.llm.faults_served - served == 3
+    assert (record.outcome, record.outcome_class) == ("unresolved", "format-errors")
+    assert record.agent_exit_status == "RepeatedFormatError" and record.telemetry.calls == 3
+
+
+@pytest.mark.containers
+def test_model_that_never_submits_is_step_limit(lab, ctx, fixture_images):
+    record = _sim(lab, ctx, Script(match=CALC_SCRIPT.match, steps=["ls"] * 20))
+    assert (record.outcome, record.outcome_class, record.steps) == ("unresolved", "step-limit", 8)
+
+
+@pytest.fixture(scope="module")
+def huge_run(lab, fixture_images, tmp_path_factory):
+    context = lab.ctx(tmp_path_factory.mktemp("huge") / "runs")
+    before = len(lab.llm.requests)
+    record = _sim(lab, context, Script(match=CALC_SCRIPT.match, steps=[HUGE, *CALC_SCRIPT.steps]))
+    context.close()
+    return record, context.paths, lab.llm.requests[before:]
+
+
+@pytest.mark.containers
+def test_huge_command_output_is_truncated_for_the_model_and_the_case_goes_on(huge_run):
+    record, _, requests = huge_run
+    assert (record.outcome, record.outcome_class) == ("resolved", "resolved")
+    second = json.dumps(requests[1]["body"]["messages"])
+    assert "characters elided" in second and len(second) < 100_000
+
+
+@pytest.mark.containers
+def test_huge_command_output_keeps_the_trajectory_bounded(huge_run):
+    record, paths, _ = huge_run
+    trajectory = paths.root / record.artifacts["trajectory"]
+    assert trajectory.stat().st_size < 2_000_000
+
+
+@pytest.mark.containers
+def test_non_utf8_command_output(lab, ctx, fixture_images):
+    record = _sim(lab, ctx, Script(match=CALC_SCRIPT.match, steps=[NOT_UTF8, *CALC_SCRIPT.steps]))
+    assert (record.outcome, record.outcome_class) == ("resolved", "resolved")
+    trajectory = json.loads((ctx.paths.root / record.artifacts["trajectory"]).read_text(encoding="utf-8"))
+    observation = json.dumps(trajectory["messages"], ensure_ascii=False)
+    assert "before \ufffd\ufffd\ufffd after" in observation
+
+
+@pytest.mark.containers
+def test_extremely_long_problem_statement(lab, ctx, fixture_images):
+    before = len(lab.llm.requests)
+    record = _sim(lab, ctx, CALC_SCRIPT, split="long")
+    assert (record.outcome, record.outcome_class) == ("resolved", "resolved")
+    first = json.dumps(lab.llm.requests[before]["body"]["messages"])
+    assert len(first) > LONG_STATEMENT_BYTES
+    assert record.telemetry.prompt_tokens > LONG_STATEMENT_BYTES // 4
+
+
+PATCH_CASES = [
+    pytest.param("p-empty", "unresolved", "empty-patch", "no patch submitted", id="empty"),
+    pytest.param("p-whitespace", "unresolved", "empty-patch", "no patch submitted", id="whitespace-only"),
+    pytest.param("p-notdiff", "unresolved", "malformed-patch", "not a unified diff", id="not-a-diff"),
+    pytest.param("p-noapply", "unresolved", "patch-apply-failed", "does not apply", id="does-not-apply"),
+    pytest.param("p-testonly", "unresolved", "unresolved", "test_mean_empty_raises", id="tests-only"),
+    pytest.param("p-binary", "resolved", "resolved", "", id="binary+fix"),
+    pytest.param(
+        "p-binonly",
+        "unresolved",
+        "unresolved",
+        "test_mean_empty_raises",
+        id="binary-only",
+    ),
+    pytest.param("p-delete", "unresolved", "unresolved", "PASS_TO_PASS failing", id="deletes-the-module"),
+    pytest.param("p-delete+gold", "resolved", "resolved", "", id="deletes-a-file+fix"),
+]
+
+
+@pytest.mark.containers
+@pytest.mark.parametrize(("split", "outcome", "outcome_class", "message"), PATCH_CASES)
+def test_bad_patches_get_a_classified_outcome(
+    lab, ctx, fixture_images, split, outcome, outcome_class, message
+):
+    record = _on_disk(ctx, run_case(ctx, _case("gold", split)))
+    assert (record.outcome, record.outcome_class) == (outcome, outcome_class), record.message
+    assert message in record.message
+    assert record.patch == lab.splits[split][0]["patch"], "the submitted patch is kept in the record"
+
+
+@pytest.mark.containers
+def test_container_runtime_gone_before_evaluation_is_an_infra_record(lab, ctx, fixture_images, monkeypatch):
+    ctx.runtime  # noqa: B018 - detected while it was up
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/harness-gone.sock")
+    record = _on_disk(ctx, run_case(ctx, _case("gold", "fx")))
+    assert record.outcome == "error" and record.outcome_class in ("evaluator-error", "container-error")
+    assert record.patch == lab.splits["fx"][0]["patch"]
+
+
+@pytest.mark.containers
+def test_evaluator_crash_is_an_evaluator_error_record(lab, ctx, fixture_images):
+    record = _on_disk(ctx, run_case(ctx, _case("gold", "badver")))
+    assert (record.outcome, record.outcome_class) == ("error", "evaluator-error")
+    assert "9.9" in record.message
+
+
+# ----- disk full while writing a record --------------------------------------------------------------------
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("op", ["fsync", "replace"])
+def test_disk_full_while_writing_a_record_keeps_the_old_one(ctx, monkeypatch, op):
+    case = _case("empty", "fx")
+    path = ctx.paths.record(case.case_id)
+    run_case(ctx, case)
+    old = path.read_bytes()
+    monkeypatch.setattr(os, op, _disk_full)  # the OS edge: the disk fills while the record is written
+    with pytest.raises((OSError, HarnessError)):
+        run_case(ctx, case)
+    monkeypatch.undo()
+    assert path.read_bytes() == old, "the earlier record must survive a failed rewrite"
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_disk_full_while_writing_a_record_is_one_line(ctx, monkeypatch):
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(HarnessError) as failed:
+        run_case(ctx, _case("empty", "fx"))
+    assert "No space left on device" in str(failed.value) and "\n" not in str(failed.value)
+
+
+# ----- a provider that is not there ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unreachable_run(fixture_images, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("unreachable")
+    cfg = _config_copy(tmp)
+    agent = yaml.safe_load((cfg / "sweagent.yaml").read_text())
+    agent["retries"]["max_attempts"] = 1
+    (cfg / "sweagent.yaml").write_text(yaml.safe_dump(agent))
+    done = _evals(
+        "-m", "demo", "--models", "down", "-k", "calc", "--harness-config", str(cfg), "--check-models", "no",
+        "--runs-dir", str(tmp / "runs"), "--run-id", "down",
+        "--model-spec", "id=down,litellm=openai/down,api_base=http://127.0.0.1:9/v1",
+    )  # fmt: skip
+    return done, tmp / "runs" / "down"
+
+
+@pytest.mark.containers
+def test_unreachable_provider_is_an_infra_record(unreachable_run):
+    done, run = unreachable_run
+    assert done.returncode == 1, done.stdout[-2000:]
+    [path] = _records(run)
+    record = CaseRecord.model_validate_json(path.read_text())
+    assert (record.outcome, record.outcome_class) == ("error", "provider-error")
+    assert "\n" not in record.message and "--resume down" in done.stdout
+
+
+@pytest.mark.containers
+def test_unreachable_provider_is_reported_in_one_line(unreachable_run):
+    done, _ = unreachable_run
+    assert "def case_record" not in done.stdout and "plugin.py:" not in done.stdout, done.stdout[-3000:]
+    assert "provider-error: ProviderRetriesExhausted" in done.stdout
