@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint runtime browser venv
+.PHONY: demo test lint runtime browser venv sweagent
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,3 +31,8 @@ test: venv runtime browser
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Optional second backend: SWE-agent 1.1.0 from its git tag (not on PyPI). Editable, because SWE-agent
+# needs its config/ and tools/ folders next to the package, which a plain install from the tag lacks.
+sweagent: venv
+	$(PY) -m pip install -q -e 'git+https://github.com/SWE-agent/SWE-agent.git@v1.1.0#egg=sweagent'

@@ -3,13 +3,19 @@
 Real instances use the official `swebench/sweb.eval.x86_64.*` images (or a mirror, `--image-namespace`).
 The bundled fixture instances get local images, built here on a base image that comes from
 `debootstrap` (no registry needed: this project's CI) or from a registry where one is reachable.
+The base carries SWE-ReX (`swerex-remote` on PATH, in its own venv at /opt/swerex) and an offline pip,
+so both agent backends share the same images: containers cannot reach PyPI, so the wheels are
+downloaded on the host once (cached) and installed in the image with `pip install --no-index`. The
+packages of the image's own python that the evaluator's tests use (pytest) are never touched.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +24,18 @@ from harness import HarnessError
 
 LABEL_RUN = "swebench-harness.run"
 LABEL_CASE = "swebench-harness.case"
-FIXTURE_BASE_IMAGE = "localhost/swebench-harness/fixture-base:bookworm"
+FIXTURE_ROOT_IMAGE = "localhost/swebench-harness/fixture-base:bookworm"
+"""Debian bookworm with python3 (3.11), pytest 7.2.1, git, procps, patch: from debootstrap or a registry."""
+SWEREX_VERSION = "1.4.0"
+"""SWE-ReX inside fixture images: the server half of what SWE-agent's host-side swe-rex (>=1.2) talks to."""
+IMAGE_WHEELS = (f"swe-rex=={SWEREX_VERSION}", "pip", "tree-sitter==0.21.3", "tree-sitter-languages==1.10.2")
+"""Wheels baked into fixture images (/opt/harness-wheels): swe-rex and its deps, pip, and what SWE-agent's
+edit_anthropic tool pip-installs at startup (its install.sh), so that install works offline."""
+FIXTURE_BASE_IMAGE = f"localhost/swebench-harness/fixture-base:bookworm-swerex{SWEREX_VERSION}-r1"
+"""FIXTURE_ROOT_IMAGE + swerex-remote on PATH + offline pip: what fixture images build on. Bump the
+suffix whenever the recipe (_add_agent_tools) changes, so stale bases and fixture images are rebuilt."""
+IMAGE_PYTHON = "3.11"
+"""The python of both root images (Debian bookworm's python3, python:3.11-slim): the wheels' target."""
 DEBOOTSTRAP_PACKAGES = "python3,python3-pytest,python-is-python3,git,procps,patch"
 REGISTRY_BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 
@@ -126,16 +143,103 @@ def image_exists(runtime: Runtime, image: str) -> bool:
 
 
 def build_fixture_base(runtime: Runtime, *, source: str = "auto") -> str:
-    """Make the base image of fixture images (python3, pytest, git, procps) unless it exists."""
+    """Make the base image of fixture images (python3, pytest, git, procps, swerex-remote) unless it exists."""
     if image_exists(runtime, FIXTURE_BASE_IMAGE):
         return FIXTURE_BASE_IMAGE
-    if source == "auto":
-        source = "debootstrap" if shutil.which("debootstrap") and os.geteuid() == 0 else "registry"
-    if source == "debootstrap":
-        _base_from_debootstrap(runtime)
-    else:
-        _base_from_registry(runtime)
+    if not image_exists(runtime, FIXTURE_ROOT_IMAGE):
+        if source == "auto":
+            source = "debootstrap" if shutil.which("debootstrap") and os.geteuid() == 0 else "registry"
+        if source == "debootstrap":
+            _base_from_debootstrap(runtime)
+        else:
+            _base_from_registry(runtime)
+    _add_agent_tools(runtime, FIXTURE_ROOT_IMAGE, FIXTURE_BASE_IMAGE)
     return FIXTURE_BASE_IMAGE
+
+
+def wheel_cache_dir() -> Path:
+    """Where host-downloaded wheels for images are kept: $HARNESS_WHEEL_CACHE, else ~/.cache/swebench-harness/wheels."""
+    if env := os.environ.get("HARNESS_WHEEL_CACHE"):
+        return Path(env)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "swebench-harness" / "wheels"
+
+
+def image_wheels_command(dest: Path, arch: str | None = None) -> list[str]:
+    """`pip download` on the host of IMAGE_WHEELS (+ dependencies) as wheels for the images' python."""
+    arch = arch or platform.machine()
+    py = IMAGE_PYTHON.replace(".", "")
+    return [
+        sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
+        "--only-binary=:all:", "--implementation", "cp", "--python-version", IMAGE_PYTHON,
+        "--abi", f"cp{py}", "--abi", "abi3", "--abi", "none",
+        "--platform", f"manylinux_2_28_{arch}", "--platform", f"manylinux2014_{arch}",
+        "--dest", str(dest), *IMAGE_WHEELS,
+    ]  # fmt: skip
+
+
+def image_wheels(cache: Path | None = None) -> Path:
+    """A directory of IMAGE_WHEELS for `pip install --no-index` (downloaded once, then reused offline)."""
+    arch = platform.machine()
+    name = f"fixture-wheels-{FIXTURE_BASE_IMAGE.rsplit(':', 1)[1]}-cp{IMAGE_PYTHON.replace('.', '')}-{arch}"
+    target = (cache or wheel_cache_dir()) / name
+    if (target / ".complete").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
+        done = subprocess.run(
+            image_wheels_command(Path(tmp), arch), capture_output=True, text=True, timeout=900
+        )
+        if done.returncode != 0 or not list(Path(tmp).glob("pip-*.whl")):
+            tail = " ".join((done.stdout + done.stderr).strip().splitlines()[-1:])
+            raise HarnessError(
+                f"could not download the fixture images' wheels (swe-rex {SWEREX_VERSION}; {tail}); they come "
+                f"from PyPI (or PIP_INDEX_URL) once, then from {target.parent} (HARNESS_WHEEL_CACHE)"
+            )
+        (Path(tmp) / ".complete").write_text("\n".join(IMAGE_WHEELS) + "\n")
+        try:
+            Path(tmp).rename(target)
+        except OSError:  # another process finished the same download first
+            if not (target / ".complete").is_file():
+                raise
+    return target
+
+
+def agent_tools_dockerfile(root: str, pip_wheel: str) -> str:
+    """The layer that makes a root image usable by both agent backends (see _add_agent_tools)."""
+    wheels = "/opt/harness-wheels"
+    pip = f"{wheels}/{pip_wheel}/pip"  # pip runs from its own wheel: the Debian root has no pip, no ensurepip
+    return (
+        f"FROM {root}\n"
+        f"COPY wheels {wheels}\n"
+        "ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/harness-wheels PIP_DISABLE_PIP_VERSION_CHECK=1 "
+        "PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1\n"
+        f"RUN python3 -m venv --without-pip /opt/swerex && /opt/swerex/bin/python3 {pip} install --quiet"
+        f" 'swe-rex=={SWEREX_VERSION}' && ln -sf /opt/swerex/bin/swerex-remote /usr/local/bin/swerex-remote"
+        f" && (python3 -m pip --version >/dev/null 2>&1 || python3 {pip} install --quiet pip)"
+        " && swerex-remote --version && pip --version\n"
+        f'LABEL swebench-harness.swerex="{SWEREX_VERSION}"\n'
+    )
+
+
+def _add_agent_tools(runtime: Runtime, root: str, tag: str) -> None:
+    """Build `tag` from `root`: `swerex-remote` on PATH (SWE-agent's runtime) and a pip that works offline.
+
+    swe-rex lives in its own venv (/opt/swerex), so nothing it needs reaches the image's python. That python
+    gets pip only when it has none (SWE-bench images have one; SWE-agent's edit tool runs `pip install
+    tree-sitter...` at startup), and PIP_NO_INDEX/PIP_FIND_LINKS point it at the baked wheels: containers
+    cannot reach PyPI. pytest and everything else the evaluator's tests use stay as the root has them.
+    """
+    wheels = image_wheels()
+    pip_wheel = sorted(wheels.glob("pip-*.whl"))[-1].name
+    with tempfile.TemporaryDirectory(prefix="harness-agent-tools-") as tmp:
+        ctx = Path(tmp)
+        shutil.copytree(wheels, ctx / "wheels", ignore=shutil.ignore_patterns(".complete"))
+        (ctx / "Dockerfile").write_text(agent_tools_dockerfile(root, pip_wheel))
+        done = runtime.run("build", "-t", tag, str(ctx), check=False, timeout=900)
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+            raise HarnessError(f"building {tag} (swe-rex and pip on {root}) failed: {' | '.join(tail)}")
 
 
 def _base_from_debootstrap(runtime: Runtime) -> None:
@@ -157,7 +261,7 @@ def _base_from_debootstrap(runtime: Runtime) -> None:
                 f"debootstrap failed ({' '.join(tail)}); set HARNESS_DEBIAN_MIRROR or use Docker"
             )
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        runtime.run("import", "-", FIXTURE_BASE_IMAGE, stdin=tar.stdout, timeout=600)
+        runtime.run("import", "-", FIXTURE_ROOT_IMAGE, stdin=tar.stdout, timeout=600)
         tar.wait()
 
 
@@ -168,10 +272,10 @@ def _base_from_registry(runtime: Runtime) -> None:
             "RUN apt-get update && apt-get install -y --no-install-recommends git procps patch "
             "&& rm -rf /var/lib/apt/lists/* && pip install --no-cache-dir 'pytest==7.2.1'\n"
         )
-        done = runtime.run("build", "-t", FIXTURE_BASE_IMAGE, tmp, check=False, timeout=1200)
+        done = runtime.run("build", "-t", FIXTURE_ROOT_IMAGE, tmp, check=False, timeout=1200)
         if done.returncode != 0:
             raise HarnessError(
-                f"could not build {FIXTURE_BASE_IMAGE} from {REGISTRY_BASE_IMAGE}; check registry access"
+                f"could not build {FIXTURE_ROOT_IMAGE} from {REGISTRY_BASE_IMAGE}; check registry access"
             )
 
 
@@ -193,7 +297,11 @@ def build_fixture_images(
     built = []
     for instance_id, row in rows.items():
         tag = fixture_image_name(instance_id)
-        if not force and image_exists(runtime, tag) and _image_commit(runtime, tag) == row["base_commit"]:
+        if (
+            not force
+            and image_exists(runtime, tag)
+            and _image_labels(runtime, tag) == (row["base_commit"], base)
+        ):
             continue
         with tempfile.TemporaryDirectory(prefix="harness-img-") as tmp:
             ctx = Path(tmp)
@@ -207,7 +315,8 @@ def build_fixture_images(
                 "COPY bashrc /root/.bashrc\n"
                 "WORKDIR /testbed\n"
                 "STOPSIGNAL SIGKILL\n"
-                f'LABEL swebench-harness.fixture="{instance_id}" swebench-harness.base-commit="{row["base_commit"]}"\n'
+                f'LABEL swebench-harness.fixture="{instance_id}" swebench-harness.base-commit="{row["base_commit"]}"'
+                f' swebench-harness.base-image="{base}"\n'
             )
             done = runtime.run("build", "-t", tag, str(ctx), check=False, timeout=600)
             if done.returncode != 0:
@@ -216,16 +325,19 @@ def build_fixture_images(
     return built
 
 
-def _image_commit(runtime: Runtime, tag: str) -> str:
+def _image_labels(runtime: Runtime, tag: str) -> tuple[str, str]:
+    """(base commit, base image) an image was built from; a stale fixture image (older base) is rebuilt."""
     done = runtime.run(
         "image",
         "inspect",
         "--format",
-        '{{ index .Config.Labels "swebench-harness.base-commit" }}',
+        '{{ index .Config.Labels "swebench-harness.base-commit" }}|'
+        '{{ index .Config.Labels "swebench-harness.base-image" }}',
         tag,
         check=False,
     )
-    return done.stdout.strip()
+    commit, _, base = done.stdout.strip().partition("|")
+    return commit, base.replace("<no value>", "")
 
 
 def remove_labelled_containers(runtime: Runtime, run_id: str) -> int:

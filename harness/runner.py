@@ -25,6 +25,8 @@ PATCH_CLASS_TEXT = {
     "step-limit": "step limit reached without a submission",
     "agent-timeout": "agent wall-time limit reached without a submission",
     "format-errors": "repeated format errors (no usable command)",
+    "cost-limit": "cost limit reached without a submission",
+    "context-limit": "context window exhausted without a submission",
 }
 AGENT_EXIT_CLASSES = {
     "LimitsExceeded": "step-limit",
@@ -48,7 +50,7 @@ def looks_like_diff(patch: str) -> bool:
 def patch_class(result: AgentResult) -> str | None:
     """The model-outcome class decided before evaluation, or None when the patch should be evaluated."""
     if not result.patch.strip():
-        return AGENT_EXIT_CLASSES.get(result.exit_status, "empty-patch")
+        return result.outcome_class or AGENT_EXIT_CLASSES.get(result.exit_status, "empty-patch")
     if not looks_like_diff(result.patch):
         return "malformed-patch"
     return None
@@ -57,7 +59,7 @@ def patch_class(result: AgentResult) -> str | None:
 def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTask:
     limits = ctx.cfg.agent.agent
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
-    needs_runtime = model.kind not in ("gold", "empty")
+    needs_runtime = model.kind != "gold" and not (model.kind == "empty" and ctx.backend == "mini")
     return AgentTask(
         run_id=ctx.run_id,
         case_id=case.case_id,

@@ -6,7 +6,6 @@ Everything here raises HarnessError (one line); the plugin turns it into a pytes
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from harness import HarnessError
@@ -27,9 +26,11 @@ def load_credentials_file(path: Path, explicit: bool) -> None:
 
 
 def require_sweagent() -> None:
-    if shutil.which("sweagent") is None:
+    from harness.agents.sweagent import sweagent_problem
+
+    if (problem := sweagent_problem()) is not None:
         raise HarnessError(
-            "--agent sweagent: SWE-agent is not installed; pip install -e '.[sweagent]' (SWE-agent 1.1.0 from its git tag)"
+            f"--agent sweagent: {problem}; run `make sweagent` (SWE-agent 1.1.0 from its git tag, see README)"
         )
 
 

@@ -23,7 +23,7 @@ from harness.records import RunPaths
 def package_versions() -> dict[str, str]:
     """Versions of what produced a record, read from package metadata (no imports: litellm is slow)."""
     found = {"harness": __version__}
-    for dist in ("mini-swe-agent", "swebench", "litellm", "pytest", "pytest-xdist"):
+    for dist in ("mini-swe-agent", "swebench", "litellm", "pytest", "pytest-xdist", "sweagent", "swe-rex"):
         try:
             found[dist] = version(dist)
         except PackageNotFoundError:

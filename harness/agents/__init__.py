@@ -49,6 +49,8 @@ class AgentResult:
     infra_class: str = ""
     """provider-error, container-error, agent-crash (errors) or unavailable, budget (skips)."""
     traceback: str = ""
+    outcome_class: str = ""
+    """A backend's own model-outcome class for an attempt without a patch (e.g. SWE-agent's context-limit)."""
 
 
 class AgentRunner(Protocol):
