@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from harness.agents import AgentResult, AgentTask, runner_for
+from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for
 from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
 from harness.containers import LABEL_CASE, LABEL_RUN, instance_image_name
 from harness.evaluation import eval_slot, evaluate_patch
@@ -37,14 +37,6 @@ AGENT_EXIT_CLASSES = {
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def looks_like_diff(patch: str) -> bool:
-    """A git diff (any `diff --git` header: binary, rename and mode-only diffs included) or a unified diff."""
-    lines = patch.splitlines()
-    if any(line.startswith("diff --git ") for line in lines):
-        return True
-    return any(line.startswith("--- ") for line in lines) and "@@" in patch
 
 
 def patch_class(result: AgentResult) -> str | None:

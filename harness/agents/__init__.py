@@ -53,6 +53,14 @@ class AgentResult:
     """A backend's own model-outcome class for an attempt without a patch (e.g. SWE-agent's context-limit)."""
 
 
+def looks_like_diff(patch: str) -> bool:
+    """A git diff (any `diff --git` header: binary, rename and mode-only diffs included) or a unified diff."""
+    lines = patch.splitlines()
+    if any(line.startswith("diff --git ") for line in lines):
+        return True
+    return any(line.startswith("--- ") for line in lines) and "@@" in patch
+
+
 class AgentRunner(Protocol):
     name: str
 

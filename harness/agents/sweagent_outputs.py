@@ -41,6 +41,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from harness.agents import looks_like_diff
 from harness.records import Telemetry
 
 TOKEN_SOURCE = "sweagent-local-tokenizer"
@@ -200,10 +201,6 @@ def read_preds(path: Path) -> dict[str, str]:
     if isinstance(data, list):
         return dict(_pred_entry(path, f"item {i}", v) for i, v in enumerate(data))
     raise _fail(path, "not a predictions file")
-
-
-def looks_like_diff(patch: str) -> bool:
-    return any(line.startswith(("diff --git ", "--- ")) for line in patch.splitlines()) and "@@" in patch
 
 
 def exit_status_class(
