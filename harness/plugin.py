@@ -126,6 +126,8 @@ def _cap_workers(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not _is_eval_session(config):
         return
+    if not any(a.startswith("--show-capture") for a in config.invocation_params.args):
+        config.option.showcapture = "no"  # agent and evaluator logs live in each case's artifacts
     from harness.runstart import check_instances, check_run_id, load_credentials_file, require_sweagent
 
     try:
