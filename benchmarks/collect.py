@@ -52,7 +52,8 @@ COLLECTED = re.compile(r"(\d+) tests? collected in ([0-9.]+)s")
 def write_bench_config(config_dir: Path) -> list[str]:
     """A config dir for the 300 x 10 x 3 grid; returns the 300 instance ids."""
     config_dir.mkdir(parents=True)
-    shutil.copyfile(ROOT / "config" / "dataset.lock", config_dir / "dataset.lock")
+    for name in ("dataset.lock", "gates.yaml", "leaderboard_columns.yaml"):
+        shutil.copyfile(ROOT / "config" / name, config_dir / name)
     lock = load_lock(config_dir / "dataset.lock")
     ids = snapshot_instance_ids(lock, "test", ROOT)
     assert len(ids) == 300, len(ids)
