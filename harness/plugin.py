@@ -23,11 +23,6 @@ from harness.records import CaseRecord, RunPaths
 from harness.runinfo import CpuSampler, new_run_id
 
 CASE_PROP = "harness_case"
-SKIP_HINTS = {
-    "no-credentials": " - put the provider's key in secrets/credentials.txt (README: credentials)",
-    "unavailable": " - the provider does not list the model; check `python -m harness models check`",
-    "budget": " - a call quota or USD cap was reached (config/model_catalog.yaml providers, sweagent.yaml budgets)",
-}
 _STATE: dict[str, object] = {}
 
 
@@ -36,69 +31,9 @@ class CaseInfraError(Exception):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("swebench-harness")
-    group.addoption("--harness-config", default=None, help="config directory (default: <rootdir>/config)")
-    group.addoption("--runs-dir", default=None, help="where run folders go (default: <rootdir>/runs)")
-    group.addoption(
-        "--run-id", default=None, help="name of the new run folder (default: UTC timestamp + random)"
-    )
-    group.addoption(
-        "--resume",
-        default=None,
-        metavar="RUN_ID",
-        help="finish run RUN_ID: re-run missing cases and infra errors, keep model outcomes",
-    )
-    group.addoption("--models", default=None, help="ID[,ID...]: replace every grid's model set")
-    group.addoption("--attempts", type=int, default=None, help="K: attempts per (model, instance), all grids")
-    group.addoption("--eval-workers", type=int, default=None, help="evaluation slots shared by all workers")
-    group.addoption(
-        "--image-namespace",
-        default="swebench",
-        help="where instance images come from: swebench (Docker Hub), a registry/mirror, or localhost",
-    )
-    group.addoption(
-        "--agent",
-        default=None,
-        choices=["mini", "sweagent"],
-        help="agent backend: mini (mini-swe-agent, default) or sweagent (SWE-agent 1.1.0, pip install -e '.[sweagent]')",
-    )
-    group.addoption(
-        "--infra-retries",
-        type=int,
-        default=0,
-        metavar="N",
-        help="re-run a case up to N times within the run after an infra error (attempts unchanged)",
-    )
-    group.addoption(
-        "--no-gates", action="store_true", help="report the gates of config/gates.yaml without failing"
-    )
-    group.addoption(
-        "--compare-to", default=None, metavar="RUN_ID", help="rerun reproducibility gate against RUN_ID"
-    )
-    group.addoption(
-        "--model-spec",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="add a model for this run: 'id=NAME,litellm=openai/MODEL,api_base=URL[,api_key_env=VAR]' (repeatable)",
-    )
-    group.addoption(
-        "--credentials",
-        default=None,
-        help="KEY=VALUE file loaded into the environment (default: secrets/credentials.txt)",
-    )
-    group.addoption(
-        "--check-models",
-        default="auto",
-        choices=["auto", "yes", "no"],
-        help="ask providers' /models which models exist before the run (auto: when any has credentials)",
-    )
-    group.addoption(
-        "--dataset-source",
-        default="auto",
-        choices=["auto", "snapshot", "hf"],
-        help="SWE-bench Lite rows: HF at the locked revision, or the offline snapshot",
-    )
+    from harness.options import add_options
+
+    add_options(parser)
 
 
 def _is_eval_session(config: pytest.Config) -> bool:
@@ -352,43 +287,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _STATE["end_error"] = str(e)
         return
     _STATE["summary"] = summary
-    _gates_to_junit(config, summary.gates)
+    from harness.pytest_report import gates_to_junit
+
+    gates_to_junit(config, summary.gates)
     failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
     if exitstatus == pytest.ExitCode.TESTS_FAILED and failures["infra"] == 0 and failures["other"] == 0:
         session.exitstatus = pytest.ExitCode.OK  # unresolved cases are results, not a failed run
     if summary.failed_gates and not config.getoption("--no-gates"):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _gates_to_junit(config: pytest.Config, gates) -> None:
-    """One JUnit testcase per applicable gate (classname `gates`)."""
-    from _pytest.junitxml import xml_key
-
-    xml = config.stash.get(xml_key, None)
-    if xml is None:
-        return
-    for gate in gates:
-        if gate.status == "not-applicable":
-            continue
-        outcome = "passed" if gate.status == "passed" else "failed"
-        for when in ("setup", "call", "teardown"):
-            report = pytest.TestReport(
-                nodeid=f"gates::{gate.name}",
-                location=("gates", 0, gate.name),
-                keywords={},
-                outcome=outcome if when == "call" else "passed",
-                longrepr=f"gate {gate.name} failed: {gate.detail}"
-                if when == "call" and outcome == "failed"
-                else None,
-                when=when,
-                user_properties=[
-                    ("gate", gate.name),
-                    ("value", gate.value),
-                    ("threshold", gate.threshold),
-                    ("detail", gate.detail),
-                ],
-            )
-            xml.pytest_runtest_logreport(report)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -401,28 +307,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    from harness.gates import format_gates
-    from harness.leaderboard import format_table
+    from harness.pytest_report import summary_lines
 
-    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
-    tr = terminalreporter
     if "end_error" in _STATE:
-        tr.write_line(f"ERROR: {_STATE['end_error']}")
+        terminalreporter.write_line(f"ERROR: {_STATE['end_error']}")
+    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
     summary = _STATE.get("summary")
     if paths is None or summary is None:
         return
-    tr.write_sep("=", f"swebench-harness leaderboard (run {paths.run_id})")
-    tr.write_line(format_table(summary.rows))
-    tr.write_line(f"records: {paths.cases}  leaderboard: {paths.leaderboard_csv} (+ .html)")
-    for line in format_gates([g for g in summary.gates if g.status != "not-applicable"]):
-        tr.write_line(line)
-    for cls, n in sorted(summary.skips.items()):
-        tr.write_line(f"{n} case(s) skipped: {cls}" + SKIP_HINTS.get(cls, ""))
-    for path in summary.unreadable:
-        tr.write_line(f"unreadable record left in place (not counted): {path}")
-    failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
-    if failures["infra"]:
-        tr.write_line(
-            f"{failures['infra']} case(s) hit infrastructure errors (not the model's fault); "
-            f"see the records, then re-run them with --resume {paths.run_id}"
-        )
+    terminalreporter.write_sep("=", f"swebench-harness leaderboard (run {paths.run_id})")
+    infra = _STATE["failures"]["infra"]  # type: ignore[index]
+    for line in summary_lines(summary, paths, infra):  # type: ignore[arg-type]
+        terminalreporter.write_line(line)

@@ -1,0 +1,72 @@
+"""The harness's pytest command-line options, in one group (`pytest --help`, section swebench-harness)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Every `pytest evals` option of the harness (README: Options)."""
+    group = parser.getgroup("swebench-harness")
+    group.addoption("--harness-config", default=None, help="config directory (default: <rootdir>/config)")
+    group.addoption("--runs-dir", default=None, help="where run folders go (default: <rootdir>/runs)")
+    group.addoption(
+        "--run-id", default=None, help="name of the new run folder (default: UTC timestamp + random)"
+    )
+    group.addoption(
+        "--resume",
+        default=None,
+        metavar="RUN_ID",
+        help="finish run RUN_ID: re-run missing cases and infra errors, keep model outcomes",
+    )
+    group.addoption("--models", default=None, help="ID[,ID...]: replace every grid's model set")
+    group.addoption("--attempts", type=int, default=None, help="K: attempts per (model, instance), all grids")
+    group.addoption("--eval-workers", type=int, default=None, help="evaluation slots shared by all workers")
+    group.addoption(
+        "--image-namespace",
+        default="swebench",
+        help="where instance images come from: swebench (Docker Hub), a registry/mirror, or localhost",
+    )
+    group.addoption(
+        "--agent",
+        default=None,
+        choices=["mini", "sweagent"],
+        help="agent backend: mini (mini-swe-agent, default) or sweagent (SWE-agent 1.1.0, pip install -e '.[sweagent]')",
+    )
+    group.addoption(
+        "--infra-retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-run a case up to N times within the run after an infra error (attempts unchanged)",
+    )
+    group.addoption(
+        "--no-gates", action="store_true", help="report the gates of config/gates.yaml without failing"
+    )
+    group.addoption(
+        "--compare-to", default=None, metavar="RUN_ID", help="rerun reproducibility gate against RUN_ID"
+    )
+    group.addoption(
+        "--model-spec",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add a model for this run: 'id=NAME,litellm=openai/MODEL,api_base=URL[,api_key_env=VAR]' (repeatable)",
+    )
+    group.addoption(
+        "--credentials",
+        default=None,
+        help="KEY=VALUE file loaded into the environment (default: secrets/credentials.txt)",
+    )
+    group.addoption(
+        "--check-models",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="ask providers' /models which models exist before the run (auto: when any has credentials)",
+    )
+    group.addoption(
+        "--dataset-source",
+        default="auto",
+        choices=["auto", "snapshot", "hf"],
+        help="SWE-bench Lite rows: HF at the locked revision, or the offline snapshot",
+    )
