@@ -177,12 +177,11 @@ def harness_run(request: pytest.FixtureRequest):
 def case_record(case: Case, harness_run, request: pytest.FixtureRequest) -> CaseRecord:
     """Run the case (agent + official evaluation) and return its record; infra failures raise here (pytest error)."""
     from harness.runner import execute_case, timeout_record
-    from harness.testing.images import ensure_fixture_images
 
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
     try:
         if case.split == "fixtures" and case.model_id != "empty":
-            ensure_fixture_images(harness_run)
+            harness_run.ensure_fixture_images()
         record = execute_case(harness_run, case, infra_retries=request.config.getoption("--infra-retries"))
     except HarnessError as e:
         raise CaseInfraError(str(e)) from None

@@ -18,6 +18,7 @@ from harness import HarnessError, __version__
 from harness.config import FIXTURES_SLICE, HarnessConfig
 from harness.containers import Runtime, detect_runtime
 from harness.records import RunPaths
+from harness.testing.fixtures import FIXTURE_IDS
 
 
 def package_versions() -> dict[str, str]:
@@ -88,6 +89,7 @@ class RunContext:
         self._server: Any = None
         self._ledger: Any = None
         self._availability: dict[str, dict[str, str]] | None = None
+        self._fixture_images_ready = False
         self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
 
     @property
@@ -110,7 +112,7 @@ class RunContext:
             from harness.testing.fixtures import fixture_rows
 
             self.dataset_info[split] = {"source": "bundled fixtures", "detail": "harness/testing/fixtures.py"}
-            return fixture_rows(Path(self._tmp.name) / "fixture-repos")
+            return fixture_rows(self._fixture_repos)
         from harness.dataset import load_lock, load_split
 
         lock = load_lock(self.cfg.lock_path)
@@ -124,6 +126,28 @@ class RunContext:
             "fingerprint": lock.splits[split].fingerprint,
         }
         return loaded.rows
+
+    @property
+    def _fixture_repos(self) -> Path:
+        return Path(self._tmp.name) / "fixture-repos"
+
+    def ensure_fixture_images(self) -> None:
+        """Build (or reuse) the fixture images once per run, under a lock shared by the run's workers.
+
+        The images are built from the same repos this process reads the fixture rows from.
+        """
+        if self._fixture_images_ready:
+            return
+        import fcntl
+
+        from harness.containers import build_fixture_images
+
+        self.row(FIXTURES_SLICE, FIXTURE_IDS[0])  # writes the fixture repos once per process
+        self.paths.slots.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.slots / "fixture-images.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build_fixture_images(self.runtime, self._rows[FIXTURES_SLICE], self._fixture_repos)
+        self._fixture_images_ready = True
 
     @property
     def ledger(self):
