@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.config import HarnessConfig  # noqa: E402
-from harness.dataset import load_lock, snapshot_instance_ids  # noqa: E402
-from harness.grid import build_grid, check_instances_exist  # noqa: E402
+from harness.infra.dataset import load_lock, snapshot_instance_ids  # noqa: E402
+from harness.run.grid import build_grid, check_instances_exist  # noqa: E402
 
 N_MODELS = 10
 N_ATTEMPTS = 3

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.perfdoc import machine_line, replace_section  # noqa: E402
-from harness.records import CaseRecord, RunPaths, Telemetry, write_json_atomic  # noqa: E402
+from harness.results.records import CaseRecord, RunPaths, Telemetry, write_json_atomic  # noqa: E402
 
 N_MODELS, N_INSTANCES, N_ATTEMPTS = 10, 1000, 10
 TARGET_S = 10.0

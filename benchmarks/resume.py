@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.collect import write_bench_config  # noqa: E402
 from benchmarks.perfdoc import machine_line, replace_section  # noqa: E402
 from harness.config import HarnessConfig  # noqa: E402
-from harness.grid import build_grid  # noqa: E402
-from harness.records import CaseRecord, RunPaths, write_json_atomic  # noqa: E402
+from harness.results.records import CaseRecord, RunPaths, write_json_atomic  # noqa: E402
+from harness.run.grid import build_grid  # noqa: E402
 
 MISSING = 10
 TARGET_S = 5.0

@@ -1,10 +1,12 @@
-"""swebench-harness: run coding models through an agent on SWE-bench instances, score with the official evaluator."""
+"""swebench-harness: run coding models through an agent on SWE-bench instances, score with the official evaluator.
+
+Packages by role: `config` (schema and loading), `run` (the run lifecycle, grid, one case), `agents`
+(the agent seam and its backends), `infra` (containers, evaluator, dataset, budget, secrets, providers),
+`results` (records and everything derived from them), `demo` (bundled fixture instances and the
+scripted LLM server), `plugin` (pytest glue). docs/architecture.md draws the data flow.
+"""
+
+from harness.errors import HarnessError
 
 __version__ = "0.1.0"
-
-
-class HarnessError(Exception):
-    """An error the user can fix (bad config, unknown id, missing runtime).
-
-    Its message is one line that says what to do; the CLI and the pytest plugin print it without a traceback.
-    """
+__all__ = ["HarnessError", "__version__"]

@@ -10,8 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import HarnessError
 from harness.config import project_root
+from harness.errors import HarnessError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dataset(args: argparse.Namespace, root: Path, config_dir: Path) -> str:
-    from harness.dataset import lock_command, verify_command
+    from harness.infra.dataset import lock_command, verify_command
 
     lock_path = config_dir / "dataset.lock"
     if args.action == "verify":
@@ -66,8 +66,8 @@ def _dataset(args: argparse.Namespace, root: Path, config_dir: Path) -> str:
 
 
 def _images(args: argparse.Namespace) -> str:
-    from harness.containers import build_fixture_images, detect_runtime, fixture_image_name
-    from harness.testing.fixtures import fixture_rows
+    from harness.demo.fixtures import fixture_rows
+    from harness.infra.containers import build_fixture_images, detect_runtime, fixture_image_name
 
     runtime = detect_runtime()
     runtime.export_env()
@@ -82,8 +82,8 @@ def _images(args: argparse.Namespace) -> str:
 
 def _models(args: argparse.Namespace, config_dir: Path) -> str:
     from harness.config import HarnessConfig
-    from harness.providers import check_models, refresh_prices
-    from harness.secrets import load_credentials
+    from harness.infra.providers import check_models, refresh_prices
+    from harness.infra.secrets import load_credentials
 
     load_credentials(config_dir.parent / "secrets" / "credentials.txt")
     cfg = HarnessConfig(config_dir)
@@ -107,7 +107,7 @@ def _usd(value: float | None) -> str:
 
 
 def _run_paths(run_dir: Path):
-    from harness.records import RunPaths
+    from harness.results.records import RunPaths
 
     run_dir = run_dir.resolve()
     if not (run_dir / "cases").is_dir():
@@ -118,8 +118,9 @@ def _run_paths(run_dir: Path):
 def _gates(args: argparse.Namespace, config_dir: Path) -> tuple[str, int]:
     import json
 
-    from harness.gates import evaluate_gates, format_gates, load_gates
-    from harness.records import load_records
+    from harness.config.loading import load_gates
+    from harness.results.gates import evaluate_gates, format_gates
+    from harness.results.records import load_records
 
     paths = _run_paths(args.run_dir)
     manifest = json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {}
@@ -137,16 +138,16 @@ def _gates(args: argparse.Namespace, config_dir: Path) -> tuple[str, int]:
 
 
 def _compare(args: argparse.Namespace) -> str:
-    from harness.compare import compare_runs, format_comparison
-    from harness.records import load_records
+    from harness.results.compare import compare_runs, format_comparison
+    from harness.results.records import load_records
 
     a, b = _run_paths(args.run_a), _run_paths(args.run_b)
     return format_comparison(compare_runs(load_records(a), load_records(b)), a.run_id, b.run_id)
 
 
 def _leaderboard(args: argparse.Namespace, config_dir: Path) -> str:
-    from harness.leaderboard import build_leaderboard, format_table
-    from harness.records import load_records, write_predictions
+    from harness.results.leaderboard import build_leaderboard, format_table
+    from harness.results.records import load_records, write_predictions
 
     paths = _run_paths(args.run_dir)
     unreadable: list[Path] = []

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def runtime():
     """The real container runtime (Docker or podman's Docker API); `make test` installs one."""
-    from harness.containers import detect_runtime
+    from harness.infra.containers import detect_runtime
 
     rt = detect_runtime()
     rt.export_env()
@@ -26,7 +26,7 @@ def runtime():
 
 @pytest.fixture(scope="session")
 def fixture_rows(tmp_path_factory) -> dict[str, dict]:
-    from harness.testing.fixtures import fixture_rows as build_rows
+    from harness.demo.fixtures import fixture_rows as build_rows
 
     return build_rows(tmp_path_factory.mktemp("fixture-repos"))
 
@@ -34,8 +34,8 @@ def fixture_rows(tmp_path_factory) -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def fixture_images(runtime, tmp_path_factory) -> dict[str, dict]:
     """Fixture instance images, built (or reused when up to date) once per test session."""
-    from harness.containers import build_fixture_images
-    from harness.testing.fixtures import fixture_rows as build_rows
+    from harness.demo.fixtures import fixture_rows as build_rows
+    from harness.infra.containers import build_fixture_images
 
     repos = tmp_path_factory.mktemp("image-repos")
     rows = build_rows(repos)

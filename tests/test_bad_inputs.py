@@ -5,7 +5,7 @@ Each answer must be a one-line error (pytest usage error: exit 4 and exactly one
 never a traceback, and nothing already recorded is lost.
 
 Usage errors run `pytest evals` in a subprocess (a real run of the `empty` baseline, so a check that only
-happens at run start is caught too). Agent and evaluator rows run in-process: `harness.runner.run_case`
+happens at run start is caught too). Agent and evaluator rows run in-process: `harness.run.case.run_case`
 with a RunContext whose dataset lock (written here, with real fingerprints) holds variants of the fixture
 rows, mini-swe-agent in the real fixture containers, the project's scripted OpenAI-compatible server over
 real HTTP, and the official evaluator. Each test states the correct behaviour.
@@ -24,16 +24,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import HarnessError
 from harness.config import HarnessConfig
-from harness.dataset import canonical_fingerprint
-from harness.grid import Case
-from harness.providers import parse_model_spec
-from harness.records import CaseRecord
-from harness.runner import run_case
-from harness.session import RunContext
-from harness.testing.llm_server import Fault, Script, ScriptedLLMServer
-from harness.testing.scripts import FIXTURE_SCRIPTS
+from harness.config.catalog import parse_model_spec
+from harness.demo.llm_server import Fault, Script, ScriptedLLMServer
+from harness.demo.scripts import FIXTURE_SCRIPTS
+from harness.errors import HarnessError
+from harness.infra.dataset import canonical_fingerprint
+from harness.results.records import CaseRecord
+from harness.run.case import run_case
+from harness.run.context import RunContext
+from harness.run.grid import Case
 from tests.conftest import ROOT
 
 CALC = "fixtures__calc-1"
@@ -434,7 +434,7 @@ def _git(repo: Path, *args: str) -> str:
 
 def _patch_variants(tmp: Path, row: dict) -> dict[str, str]:
     """Patches against the calc fixture's base commit, made with real git in a fresh copy of its repo."""
-    from harness.testing.fixtures import FIXTURES, build_fixture_repo
+    from harness.demo.fixtures import FIXTURES, build_fixture_repo
 
     repo = tmp / "calc-repo"
     assert build_fixture_repo(FIXTURES[0], repo)["base_commit"] == row["base_commit"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
-from harness.budget import BudgetExhausted, Ledger, Limits, estimate_cost
+from harness.errors import BudgetExhausted, HarnessError
+from harness.infra.budget import Ledger, Limits, estimate_cost
 
 
 class Clock:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import HarnessError
 from harness.config import Catalog, HarnessConfig, InstanceSlice, load_yaml_model
+from harness.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"

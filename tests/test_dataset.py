@@ -1,4 +1,4 @@
-"""harness.dataset: lock file, snapshot fingerprints, snapshot/HF loading and the verify/lock commands.
+"""harness.infra.dataset: lock file, snapshot fingerprints, snapshot/HF loading and the verify/lock commands.
 
 Hugging Face is unreachable here, so the HF path is exercised by replacing only `datasets.load_dataset`
 with a function that serves rows built from the committed snapshot.
@@ -14,8 +14,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from harness import HarnessError
-from harness.dataset import (
+from harness.errors import HarnessError
+from harness.infra.dataset import (
     CLASSIC_FIELDS,
     LOCK_RELPATH,
     DatasetLock,

@@ -117,7 +117,7 @@ def _csv(path):
 
 
 def test_leaderboard_versions_intervals_and_manifest(demo_run):
-    from harness.leaderboard import version_columns
+    from harness.results.leaderboard import version_columns
 
     done, run_dir, _ = demo_run
     rows = {r["model"]: r for r in _csv(run_dir / "leaderboard.csv")}

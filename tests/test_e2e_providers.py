@@ -15,8 +15,8 @@ import sys
 import pytest
 import yaml
 
-from harness.testing.llm_server import Script, ScriptedLLMServer
-from harness.testing.scripts import FIXTURE_SCRIPTS
+from harness.demo.llm_server import Script, ScriptedLLMServer
+from harness.demo.scripts import FIXTURE_SCRIPTS
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.containers

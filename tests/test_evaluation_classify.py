@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.agents import AgentResult, looks_like_diff
-from harness.evaluation import classify_evaluation, eval_slot, failing_tests_message
-from harness.runner import patch_class
+from harness.infra.evaluation import classify_evaluation, eval_slot, failing_tests_message
+from harness.run.case import patch_class
 
 SAMPLES = Path(__file__).resolve().parent / "samples" / "swebench-eval"
 REAL_DIFF = (SAMPLES / "django__django-16379" / "patch.diff").read_text()

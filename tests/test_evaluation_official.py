@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.evaluation import evaluate_patch
+from harness.infra.evaluation import evaluate_patch
 
 pytestmark = pytest.mark.containers
 

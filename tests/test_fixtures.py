@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from harness.testing.fixtures import FIXTURE_IDS, FIXTURES, fixture_rows
+from harness.demo.fixtures import FIXTURE_IDS, FIXTURES, fixture_rows
 
 CLASSIC = {
     "repo",

@@ -12,9 +12,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from harness.compare import compare_runs, format_comparison
-from harness.gates import GateSpec, evaluate_gates, load_gates
-from harness.records import CaseRecord
+from harness.results.compare import compare_runs, format_comparison
+from harness.results.gates import GateSpec, evaluate_gates, load_gates
+from harness.results.records import CaseRecord
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""harness.grid: the case grid of the real config, overrides, and the instance-id check."""
+"""harness.run.grid: the case grid of the real config, overrides, and the instance-id check."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import HarnessError
 from harness.config import HarnessConfig
-from harness.dataset import load_lock, snapshot_instance_ids
-from harness.grid import Case, build_grid, case_id, check_instances_exist
+from harness.errors import HarnessError
+from harness.infra.dataset import load_lock, snapshot_instance_ids
+from harness.run.grid import Case, build_grid, case_id, check_instances_exist
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -192,7 +192,7 @@ def test_instance_in_wrong_split(tmp_path: Path, known_ids: dict[str, set[str]])
 
 
 def test_grids_named_in_a_mark_expression() -> None:
-    from harness.grid import grids_named_in
+    from harness.run.grid import grids_named_in
 
     names = ["demo", "i0", "i1", "i3"]
     assert grids_named_in("i3", names) == {"i3"}

@@ -1,4 +1,4 @@
-"""harness.leaderboard from synthetic CaseRecords, and `python -m harness leaderboard` as a user runs it."""
+"""harness.results.leaderboard from synthetic CaseRecords, and `python -m harness leaderboard` as a user runs it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
-from harness.leaderboard import (
+from harness.errors import HarnessError
+from harness.results.leaderboard import (
     build_leaderboard,
     csv_rows,
     format_table,
@@ -19,7 +19,7 @@ from harness.leaderboard import (
     version_columns,
     write_all_runs,
 )
-from harness.records import CaseRecord, RunPaths, write_record
+from harness.results.records import CaseRecord, RunPaths, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_rows_count_outcomes_per_model_best_first() -> None:
 
 
 def test_intervals_and_pass_at_k() -> None:
-    from harness import stats
+    from harness.results import stats
 
     kimi = leaderboard_rows(synthetic())[0]
     assert (kimi["resolve_rate_lo"], kimi["resolve_rate_hi"]) == pytest.approx(stats.wilson_interval(2, 3))
@@ -108,7 +108,7 @@ def test_intervals_and_pass_at_k() -> None:
 
 
 def test_usage_columns_keep_unknown_cost_unknown() -> None:
-    from harness.records import Telemetry
+    from harness.results.records import Telemetry
 
     recs = synthetic()
     recs[0].telemetry = Telemetry(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from harness.config import ModelEntry, RetryPolicy
-from harness.testing.llm_server import Fault, Script, ScriptedLLMServer
+from harness.demo.llm_server import Fault, Script, ScriptedLLMServer
 
 TASK = "Fix the frobnicator in widget.py"
 SCRIPT = Script(match="frobnicator", steps=["cat widget.py", "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"])
@@ -182,7 +182,7 @@ def test_the_key_travels_per_request_and_never_into_the_config(litellm_loaded, t
 
 
 def test_the_budget_is_asked_before_every_request(litellm_loaded, tmp_path):
-    from harness.budget import BudgetExhausted
+    from harness.errors import BudgetExhausted
 
     reserved, settled = [], []
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.testing.llm_server import (
+from harness.demo.llm_server import (
     NO_COMMANDS_CONTENT,
     NO_TOOL_CALL_CONTENT,
     Fault,

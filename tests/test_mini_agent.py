@@ -10,9 +10,9 @@ import pytest
 from harness.agents import AgentTask
 from harness.agents.mini import MiniRunner
 from harness.config import ModelEntry
-from harness.containers import LABEL_CASE, fixture_image_name
-from harness.testing.llm_server import Script, ScriptedLLMServer
-from harness.testing.scripts import FIXTURE_SCRIPTS
+from harness.demo.llm_server import Script, ScriptedLLMServer
+from harness.demo.scripts import FIXTURE_SCRIPTS
+from harness.infra.containers import LABEL_CASE, fixture_image_name
 
 pytestmark = pytest.mark.containers
 

@@ -10,19 +10,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from harness import HarnessError
 from harness.config import Catalog, HarnessConfig, ModelEntry, ProviderSettings
-from harness.providers import (
+from harness.config.catalog import (
     apply_prices,
-    check_models,
-    load_price_overrides,
     missing_key,
     parse_model_spec,
     provider_model_id,
     provider_settings,
-    refresh_prices,
 )
-from harness.testing.llm_server import ScriptedLLMServer
+from harness.config.loading import load_price_overrides
+from harness.demo.llm_server import ScriptedLLMServer
+from harness.errors import HarnessError
+from harness.infra.providers import check_models, refresh_prices
 from tests.conftest import ROOT
 
 
@@ -174,8 +173,8 @@ def test_models_cli_without_credentials(tmp_path):
 
 
 def test_preflight_records_unavailable_models_for_the_workers(tmp_path, monkeypatch):
-    from harness.preflight import check_availability
-    from harness.records import RunPaths
+    from harness.results.records import RunPaths
+    from harness.run.preflight import check_availability
 
     with ScriptedLLMServer(models=["served"]) as server:
         spec = parse_model_spec(f"id=gone,litellm=openai/gone,api_base={server.url}")

@@ -1,4 +1,4 @@
-"""harness.records: atomic JSON writes, CaseRecord round trip, predictions, and runner.previous_record."""
+"""harness.results.records: atomic JSON writes, CaseRecord round trip, predictions, and runner.previous_record."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from harness.records import (
+from harness.results.records import (
     SCHEMA_VERSION,
     CaseRecord,
     RunPaths,
@@ -19,7 +19,7 @@ from harness.records import (
     write_predictions,
     write_record,
 )
-from harness.runner import previous_record
+from harness.run.case import previous_record
 
 PATCH = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
 

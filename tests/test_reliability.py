@@ -11,10 +11,10 @@ import sys
 import pytest
 import yaml
 
-from harness.records import RunPaths, mark_running, stale_markers, write_json_atomic
-from harness.runstart import recover_interrupted
-from harness.testing.llm_server import Fault, ScriptedLLMServer
-from harness.testing.scripts import FIXTURE_SCRIPTS
+from harness.demo.llm_server import Fault, ScriptedLLMServer
+from harness.demo.scripts import FIXTURE_SCRIPTS
+from harness.results.records import RunPaths, mark_running, stale_markers, write_json_atomic
+from harness.run.start import recover_interrupted
 from tests.conftest import ROOT
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import CaseRecord
-from harness.report import pareto_front, render_html, write_html
+from harness.results.html import pareto_front, render_html, write_html
+from harness.results.records import CaseRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>alert(1)</script>"

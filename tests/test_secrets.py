@@ -1,4 +1,4 @@
-"""harness.secrets: credentials parsing and loading, the redactor, and tools/env.sh."""
+"""harness.infra.secrets: credentials parsing and loading, the redactor, and tools/env.sh."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
-from harness import secrets as sec
+from harness.errors import HarnessError
+from harness.infra import secrets as sec
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-or-v1-0123456789abcdef"

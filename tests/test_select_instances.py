@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.dataset import LOCK_RELPATH, load_lock, snapshot_instance_ids
+from harness.infra.dataset import LOCK_RELPATH, load_lock, snapshot_instance_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICES = {"i0": 3, "i1": 8, "i3": 19}

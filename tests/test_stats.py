@@ -1,4 +1,4 @@
-"""harness.stats pinned against brute-force enumeration, closed forms and published values."""
+"""harness.results.stats pinned against brute-force enumeration, closed forms and published values."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from itertools import combinations
 
 import pytest
 
-from harness.stats import (
+from harness.results.stats import (
     cluster_bootstrap_interval,
     flip_rate,
     mcnemar_exact,

@@ -24,10 +24,10 @@ from harness.agents import AgentResult, AgentTask, runner_for
 from harness.agents import sweagent as sw
 from harness.agents.sweagent import SweAgentRunner
 from harness.config import ModelEntry
-from harness.containers import LABEL_CASE, LABEL_RUN, agent_tools_dockerfile, fixture_image_name
-from harness.runner import patch_class
-from harness.testing.llm_server import Script, ScriptedLLMServer
-from harness.testing.scripts import FIXTURE_SCRIPTS
+from harness.demo.llm_server import Script, ScriptedLLMServer
+from harness.demo.scripts import FIXTURE_SCRIPTS
+from harness.infra.containers import LABEL_CASE, LABEL_RUN, agent_tools_dockerfile, fixture_image_name
+from harness.run.case import patch_class
 from tests.conftest import ROOT
 
 SKIP_REASON = "SWE-agent not installed: pip install -e '.[sweagent]'"

@@ -1,6 +1,6 @@
 # Export the keys of secrets/credentials.txt (or the file given) into the current shell (bash; zsh too):
 #   source tools/env.sh [path]
-# Same syntax as harness/secrets.py (KEY=VALUE, comments, quotes, `export `); empty values are skipped and
+# Same syntax as harness/infra/secrets.py (KEY=VALUE, comments, quotes, `export `); empty values are skipped and
 # the file's values replace exported ones. Prints nothing on success and never echoes a value; an error
 # is one line on stderr (status 2).
 _harness_env_status=1
@@ -19,7 +19,7 @@ _harness_env_root="$(CDPATH='' cd -P -- "$(dirname -- "${BASH_SOURCE[0]:-$0}")/.
 _harness_env_load() {
   local out
   [ -n "$_harness_env_root" ] || return 2
-  out="$(PYTHONPATH="$_harness_env_root${PYTHONPATH:+:$PYTHONPATH}" python3 -m harness.secrets \
+  out="$(PYTHONPATH="$_harness_env_root${PYTHONPATH:+:$PYTHONPATH}" python3 -m harness.infra.secrets \
     --export "${1:-$_harness_env_root/secrets/credentials.txt}")" || return 2
   eval "$out"
 }

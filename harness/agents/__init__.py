@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.config import ModelEntry, RetryPolicy
-from harness.records import Telemetry
+from harness.results.records import Telemetry
 
 
 @dataclass

@@ -22,14 +22,7 @@ from typing import Any
 from minisweagent.models.litellm_model import LitellmModel
 
 from harness.config import ModelEntry, RetryPolicy
-
-
-class ProviderRetriesExhausted(Exception):
-    """Retryable failures (429, 5xx, timeouts, resets) outlasted the retry policy: an infrastructure error."""
-
-
-class ModelUnavailable(Exception):
-    """The provider says the model does not exist (404): the case is skipped as `unavailable`."""
+from harness.errors import ModelUnavailable, ProviderRetriesExhausted
 
 
 @dataclass
@@ -167,7 +160,8 @@ class HarnessLitellmModel(LitellmModel):
                 if attempt == self.policy.max_attempts or out_of_time:
                     raise ProviderRetriesExhausted(
                         f"{self.entry.id}: gave up after {attempt} attempt(s): {type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                        f"{str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                        timed_out="Timeout" in type(exc).__name__,
                     ) from exc
                 self.sleep(wait)
                 waited = wait

@@ -17,8 +17,10 @@ from typing import Any
 import yaml
 
 from harness.agents import AgentResult, AgentTask
-from harness.containers import LABEL_CASE, LABEL_RUN
-from harness.records import Telemetry
+from harness.errors import CaseStopped
+from harness.infra.containers import LABEL_CASE, LABEL_RUN
+from harness.outcomes import OutcomeClass
+from harness.results.records import Telemetry
 
 
 def mini_benchmark_config(name: str) -> dict[str, Any]:
@@ -53,20 +55,15 @@ def capped_environment_class():
     return CappedDockerEnvironment
 
 
-def _infra_class(exc: BaseException) -> str:
-    from harness.agents.llm import ModelUnavailable, ProviderRetriesExhausted
-
-    if type(exc).__name__ == "BudgetExhausted":
-        return "budget"
-    if isinstance(exc, ModelUnavailable):
-        return "unavailable"
-    if isinstance(exc, ProviderRetriesExhausted):
-        return "llm-timeout" if "Timeout" in type(exc.__cause__).__name__ else "provider-error"
+def _infra_class(exc: BaseException) -> OutcomeClass:
+    """The class of an exception that ended the agent loop: ours carry it; the rest by where they come from."""
+    if isinstance(exc, CaseStopped):
+        return exc.outcome_class
     if type(exc).__module__.startswith(("litellm", "openai", "httpx")):
-        return "provider-error"
+        return OutcomeClass.PROVIDER_ERROR
     if isinstance(exc, subprocess.CalledProcessError | subprocess.TimeoutExpired):
-        return "container-error"
-    return "agent-crash"
+        return OutcomeClass.CONTAINER_ERROR
+    return OutcomeClass.AGENT_CRASH
 
 
 class MiniRunner:

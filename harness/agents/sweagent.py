@@ -53,8 +53,8 @@ from harness.agents.sweagent_outputs import (
     telemetry_from_run,
     trajectory_path,
 )
-from harness.containers import LABEL_CASE, LABEL_RUN
-from harness.records import Telemetry
+from harness.infra.containers import LABEL_CASE, LABEL_RUN
+from harness.results.records import Telemetry
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 TOOL_CONFIG = "sweagent_tool.yaml"

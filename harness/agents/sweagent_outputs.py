@@ -42,7 +42,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.agents import looks_like_diff
-from harness.records import Telemetry
+from harness.errors import SweAgentOutputError
+from harness.results.records import Telemetry
 
 TOKEN_SOURCE = "sweagent-local-tokenizer"
 """SWE-agent counts tokens with litellm's local tokenizer (token_counter), not the provider's usage."""
@@ -56,10 +57,6 @@ _CONTAINER_WORDS = ("exit_environment_error", "environment error", "docker", "po
 _PROVIDER_WORDS = ("exit_api", "retryerror", "ratelimit", "rate limit", "apierror", "api error",
                    "apiconnection", "apitimeout", "serviceunavailable", "internalserver", "authentication",
                    "litellm", "openai", "anthropic", "overloaded", "provider")  # fmt: skip
-
-
-class SweAgentOutputError(ValueError):
-    """A SWE-agent output file that cannot be read; the message is one line naming the file."""
 
 
 class _ModelStats(BaseModel):

@@ -7,32 +7,11 @@ and the session exits non-zero only when an applicable gate fails.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-
-from harness import stats
-from harness.config import Strict, load_yaml_model
-from harness.records import CaseRecord
-
-
-class GateSpec(Strict):
-    name: str
-    kind: Literal["baseline_ratio", "class_rate", "flip_rate", "cpu", "min_models"]
-    grids: list[str] = ["all"]
-    baseline: str = "empty"
-    exclude: list[str] = []
-    factor: float = Field(1.5, gt=0)
-    classes: list[str] = []
-    max_rate: float = Field(0.1, ge=0, le=1)
-    max_flip_rate: float = Field(0.25, ge=0, le=1)
-    max_percent: float = Field(80, gt=0, le=100)
-    min_models: int = Field(1, ge=1)
-
-
-class GatesFile(Strict):
-    gates: list[GateSpec]
+from harness.config.schema import GateSpec
+from harness.results import stats
+from harness.results.records import CaseRecord
 
 
 @dataclass
@@ -44,12 +23,8 @@ class GateResult:
     detail: str
 
 
-def load_gates(path: Path) -> list[GateSpec]:
-    return load_yaml_model(path, GatesFile).gates
-
-
 def _rate(recs: list[CaseRecord]) -> float:
-    return sum(r.outcome == "resolved" for r in recs) / len(recs) if recs else 0.0
+    return sum(r.resolved for r in recs) / len(recs) if recs else 0.0
 
 
 def _by_model(records: list[CaseRecord], exclude: list[str]) -> dict[str, list[CaseRecord]]:
@@ -62,32 +37,27 @@ def _by_model(records: list[CaseRecord], exclude: list[str]) -> dict[str, list[C
 
 def baseline_ratio(spec: GateSpec, records: list[CaseRecord]) -> GateResult:
     base = [r for r in records if r.model_id == spec.baseline]
-    completed = ("resolved", "unresolved")  # a model with only skips or infra errors has no result yet
     models = {
         model: recs
         for model, recs in _by_model(records, [*spec.exclude, spec.baseline]).items()
-        if any(r.outcome in completed for r in recs)
+        if any(r.completed for r in recs)  # only skips or infra errors: no result yet
     }
     if not base or not models:
         detail = f"needs {spec.baseline} and another model with results"
         return GateResult(spec.name, "not-applicable", None, spec.factor, detail)
     best, recs = max(models.items(), key=lambda kv: (_rate(kv[1]), kv[0]))
     best_rate, base_rate = _rate(recs), _rate(base)
-    lo, hi = stats.wilson_interval(sum(r.outcome == "resolved" for r in recs), len(recs))
-    pairs = {(r.instance_id, r.attempt): r.outcome == "resolved" for r in base}
+    lo, hi = stats.wilson_interval(sum(r.resolved for r in recs), len(recs))
+    pairs = {(r.instance_id, r.attempt): r.resolved for r in base}
     b = sum(
         1
         for r in recs
-        if (r.instance_id, r.attempt) in pairs
-        and r.outcome == "resolved"
-        and not pairs[(r.instance_id, r.attempt)]
+        if (r.instance_id, r.attempt) in pairs and r.resolved and not pairs[(r.instance_id, r.attempt)]
     )
     c = sum(
         1
         for r in recs
-        if (r.instance_id, r.attempt) in pairs
-        and r.outcome != "resolved"
-        and pairs[(r.instance_id, r.attempt)]
+        if (r.instance_id, r.attempt) in pairs and not r.resolved and pairs[(r.instance_id, r.attempt)]
     )
     passed = stats.ratio_gate(best_rate, base_rate, spec.factor)
     detail = (
@@ -99,7 +69,7 @@ def baseline_ratio(spec: GateSpec, records: list[CaseRecord]) -> GateResult:
 
 
 def class_rate(spec: GateSpec, records: list[CaseRecord]) -> GateResult:
-    done = [r for r in records if r.model_id not in spec.exclude and r.outcome in ("resolved", "unresolved")]
+    done = [r for r in records if r.model_id not in spec.exclude and r.completed]
     if not done:
         return GateResult(spec.name, "not-applicable", None, spec.max_rate, "no completed model cases")
     hits = sum(r.outcome_class in spec.classes for r in done)
@@ -117,9 +87,8 @@ def class_rate(spec: GateSpec, records: list[CaseRecord]) -> GateResult:
 def flip_gate(spec: GateSpec, records: list[CaseRecord], other: list[CaseRecord] | None) -> GateResult:
     if other is None:
         return GateResult(spec.name, "not-applicable", None, spec.max_flip_rate, "no --compare-to run")
-    done = {"resolved", "unresolved"}
-    a = {r.case_id: r.outcome == "resolved" for r in records if r.outcome in done}
-    b = {r.case_id: r.outcome == "resolved" for r in other if r.outcome in done}
+    a = {r.case_id: r.resolved for r in records if r.completed}
+    b = {r.case_id: r.resolved for r in other if r.completed}
     worst, detail = 0.0, []
     for model in sorted({r.model_id for r in records}):
         mine = {k: v for k, v in a.items() if k.startswith(model + "-")}
@@ -150,11 +119,7 @@ def cpu_gate(spec: GateSpec, samples: list[float]) -> GateResult:
 
 
 def min_models(spec: GateSpec, records: list[CaseRecord]) -> GateResult:
-    models = {
-        r.model_id
-        for r in records
-        if r.model_id not in spec.exclude and r.outcome in ("resolved", "unresolved")
-    }
+    models = {r.model_id for r in records if r.model_id not in spec.exclude and r.completed}
     status = "passed" if len(models) >= spec.min_models else "failed"
     return GateResult(spec.name, status, len(models), spec.min_models, f"{len(models)} model(s) with results")
 

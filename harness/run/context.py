@@ -14,11 +14,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError, __version__
+from harness import __version__
 from harness.config import FIXTURES_SLICE, HarnessConfig
-from harness.containers import Runtime, detect_runtime
-from harness.records import RunPaths
-from harness.testing.fixtures import FIXTURE_IDS
+from harness.demo.fixtures import FIXTURE_IDS
+from harness.errors import HarnessError
+from harness.infra.containers import Runtime, detect_runtime
+from harness.results.records import RunPaths
 
 
 def package_versions() -> dict[str, str]:
@@ -42,8 +43,8 @@ def config_hash(config_dir: Path) -> str:
 
 def open_ledger(cfg: HarnessConfig, runs_dir: Path, run_id: str):
     """The budget ledger shared by every worker and every run under `runs_dir`, with the configured limits."""
-    from harness.budget import Ledger, Limits
-    from harness.providers import PROVIDER_DEFAULTS
+    from harness.config.catalog import PROVIDER_DEFAULTS
+    from harness.infra.budget import Ledger, Limits
 
     quotas = {}
     for name in {*PROVIDER_DEFAULTS, *cfg.catalog.providers}:
@@ -109,11 +110,11 @@ class RunContext:
 
     def _load_rows(self, split: str) -> dict[str, dict]:
         if split == FIXTURES_SLICE:
-            from harness.testing.fixtures import fixture_rows
+            from harness.demo.fixtures import fixture_rows
 
-            self.dataset_info[split] = {"source": "bundled fixtures", "detail": "harness/testing/fixtures.py"}
+            self.dataset_info[split] = {"source": "bundled fixtures", "detail": "harness/demo/fixtures.py"}
             return fixture_rows(self._fixture_repos)
-        from harness.dataset import load_lock, load_split
+        from harness.infra.dataset import load_lock, load_split
 
         lock = load_lock(self.cfg.lock_path)
         loaded = load_split(lock, split, self.cfg.root, source=self.dataset_source)  # type: ignore[arg-type]
@@ -140,7 +141,7 @@ class RunContext:
             return
         import fcntl
 
-        from harness.containers import build_fixture_images
+        from harness.infra.containers import build_fixture_images
 
         self.row(FIXTURES_SLICE, FIXTURE_IDS[0])  # writes the fixture repos once per process
         self.paths.slots.mkdir(parents=True, exist_ok=True)
@@ -167,8 +168,8 @@ class RunContext:
     def scripted_api_base(self) -> str:
         """The scripted OpenAI-compatible server of this process, started on 127.0.0.1 on first use."""
         if self._server is None:
-            from harness.testing.llm_server import ScriptedLLMServer
-            from harness.testing.scripts import FIXTURE_SCRIPTS
+            from harness.demo.llm_server import ScriptedLLMServer
+            from harness.demo.scripts import FIXTURE_SCRIPTS
 
             self._server = ScriptedLLMServer(list(FIXTURE_SCRIPTS)).start()
         return self._server.url

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError
+from harness.errors import BudgetExhausted, HarnessError
 
 BUSY_TIMEOUT_S = 30.0
 SETTLED_STATUSES = ("ok", "error")
@@ -70,14 +70,6 @@ class Limits:
             _check_limit(f"calls_per_day[{provider!r}]", quota)
         _check_limit("usd_per_run", self.usd_per_run)
         _check_limit("usd_per_case", self.usd_per_case)
-
-
-class BudgetExhausted(Exception):
-    """A new LLM call would exceed a budget; `scope` says which one."""
-
-    def __init__(self, scope: str, message: str) -> None:
-        super().__init__(message)
-        self.scope = scope  # "calls-per-day:<provider>", "usd-per-run" or "usd-per-case"
 
 
 def _utc_now() -> datetime:

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import HarnessError
+from harness.errors import HarnessError
 
 LABEL_RUN = "swebench-harness.run"
 LABEL_CASE = "swebench-harness.case"

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness.config import HarnessConfig
-from harness.records import CaseRecord, RunPaths, write_json_atomic
-from harness.session import config_hash, package_versions
+from harness.results.records import CaseRecord, RunPaths, write_json_atomic
+from harness.run.context import config_hash, package_versions
 
 
 def new_run_id() -> str:
@@ -48,7 +48,7 @@ class CpuSampler:
 def _dataset_lock_summary(cfg: HarnessConfig) -> dict[str, Any]:
     if not cfg.lock_path.is_file():
         return {}
-    from harness.dataset import load_lock
+    from harness.infra.dataset import load_lock
 
     return load_lock(cfg.lock_path).model_dump(mode="json")
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import stats
-from harness.records import CaseRecord
-
-COMPLETED = ("resolved", "unresolved")
+from harness.results import stats
+from harness.results.records import CaseRecord
 
 
 @dataclass
@@ -34,15 +32,15 @@ def compare_runs(
     a: list[CaseRecord], b: list[CaseRecord], *, n_boot: int = 2000, seed: int = 0
 ) -> list[ModelComparison]:
     """Compare every model present in both runs on the cases completed in both."""
-    done_a = {r.case_id: r for r in a if r.outcome in COMPLETED}
-    done_b = {r.case_id: r for r in b if r.outcome in COMPLETED}
+    done_a = {r.case_id: r for r in a if r.completed}
+    done_b = {r.case_id: r for r in b if r.completed}
     out = []
     for model in sorted({r.model_id for r in done_a.values()} & {r.model_id for r in done_b.values()}):
         shared = sorted(k for k, r in done_a.items() if r.model_id == model and k in done_b)
         if not shared:
             continue
-        ra = {k: done_a[k].outcome == "resolved" for k in shared}
-        rb = {k: done_b[k].outcome == "resolved" for k in shared}
+        ra = {k: done_a[k].resolved for k in shared}
+        rb = {k: done_b[k].resolved for k in shared}
         per_instance_a: dict[str, list[bool]] = {}
         per_instance_b: dict[str, list[bool]] = {}
         for k in shared:

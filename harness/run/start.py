@@ -8,16 +8,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness import HarnessError
 from harness.config import HarnessConfig
-from harness.containers import Runtime, detect_runtime, remove_labelled_containers
-from harness.grid import Case
-from harness.records import RunPaths, stale_markers
-from harness.runinfo import start_manifest
+from harness.errors import HarnessError
+from harness.infra.containers import Runtime, detect_runtime, remove_labelled_containers
+from harness.results.records import RunPaths, stale_markers
+from harness.run.grid import Case
+from harness.run.manifest import start_manifest
 
 
 def load_credentials_file(path: Path, explicit: bool) -> None:
-    from harness.secrets import load_credentials, register_env_secrets
+    from harness.infra.secrets import load_credentials, register_env_secrets
 
     if explicit and not path.is_file():
         raise HarnessError(f"--credentials {path}: no such file; copy secrets/credentials.example.txt")
@@ -35,8 +35,8 @@ def require_sweagent() -> None:
 
 
 def check_instances(cfg: HarnessConfig) -> None:
-    from harness.dataset import load_lock, snapshot_instance_ids
-    from harness.grid import check_instances_exist
+    from harness.infra.dataset import load_lock, snapshot_instance_ids
+    from harness.run.grid import check_instances_exist
 
     if not cfg.slices:
         return
@@ -59,7 +59,7 @@ def check_run_id(run_id: str) -> str:
 
 def check_dataset(cfg: HarnessConfig, cases: list[Case], source: str) -> list[str]:
     """Load (and fingerprint-check) every dataset split the selected cases need, before any case starts."""
-    from harness.dataset import load_lock, load_split
+    from harness.infra.dataset import load_lock, load_split
 
     splits = sorted({c.split for c in cases if c.split != "fixtures"})
     if not splits:
@@ -93,8 +93,8 @@ def open_run(
 
 def recover_interrupted(paths: RunPaths) -> list[str]:
     """Cases whose running marker outlived its process: keep their partial artifacts aside, drop the marker."""
-    from harness.records import marker_path
-    from harness.runner import set_aside
+    from harness.results.records import marker_path
+    from harness.run.case import set_aside
 
     stale = stale_markers(paths)
     for case_id in stale:
@@ -106,7 +106,7 @@ def recover_interrupted(paths: RunPaths) -> list[str]:
 def preflight_lines(
     cfg: HarnessConfig, cases: list[Case], active: frozenset[str], paths: RunPaths, check_models: bool
 ) -> list[str]:
-    from harness.preflight import (
+    from harness.run.preflight import (
         check_availability,
         credential_lines,
         estimate_lines,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.gates import GateResult, format_gates
-from harness.leaderboard import format_table
-from harness.records import RunPaths
-from harness.runend import RunSummary
+from harness.results.gates import GateResult, format_gates
+from harness.results.leaderboard import format_table
+from harness.results.records import RunPaths
+from harness.run.finish import RunSummary
 
 SKIP_HINTS = {
     "no-credentials": " - put the provider's key in secrets/credentials.txt (README: credentials)",

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness import HarnessError
+from harness.errors import HarnessError
 
 # The 12 classic SWE-bench columns, in Hugging Face order.
 # fmt: off
@@ -37,7 +37,7 @@ _OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _LOCK_HEADER = (
     "# SWE-bench Lite dataset lock: the HF revision and the row content (fingerprints) the harness trusts.\n"
     "# Check offline: `python -m harness dataset verify`. Regenerate (online, rewrites the snapshot files):\n"
-    "# `python -m harness dataset lock --revision REV`. Fingerprint: see harness.dataset.canonical_fingerprint.\n"
+    "# `python -m harness dataset lock --revision REV`. Fingerprint: see harness.infra.dataset.canonical_fingerprint.\n"
 )
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from harness.budget import estimate_cost
 from harness.config import HarnessConfig, ModelEntry
-from harness.grid import Case
-from harness.providers import check_models, missing_key
-from harness.records import RunPaths, write_json_atomic
+from harness.config.catalog import missing_key
+from harness.infra.budget import estimate_cost
+from harness.infra.providers import check_models
+from harness.results.records import RunPaths, write_json_atomic
+from harness.run.grid import Case
 
 
 def selected_cases(cases: list[Case], active_grids: frozenset[str]) -> list[Case]:

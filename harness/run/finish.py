@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import HarnessConfig
-from harness.containers import Runtime, remove_labelled_containers
-from harness.gates import GateResult, evaluate_gates
-from harness.leaderboard import build_leaderboard
-from harness.records import CaseRecord, RunPaths, load_records, write_predictions
-from harness.runinfo import finish_manifest
-from harness.secrets import redact_tree
+from harness.infra.containers import Runtime, remove_labelled_containers
+from harness.infra.secrets import redact_tree
+from harness.outcomes import Outcome
+from harness.results.gates import GateResult, evaluate_gates
+from harness.results.leaderboard import build_leaderboard
+from harness.results.records import CaseRecord, RunPaths, load_records, write_predictions
+from harness.run.manifest import finish_manifest
 
 
 @dataclass
@@ -78,6 +79,6 @@ def finish_run(
     redact_tree(paths.root)
     skips: dict[str, int] = {}
     for rec in records:
-        if rec.outcome == "skipped":
+        if rec.outcome == Outcome.SKIPPED:
             skips[rec.outcome_class] = skips.get(rec.outcome_class, 0) + 1
     return RunSummary(records, rows, gates, skips, unreadable)

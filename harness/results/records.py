@@ -12,33 +12,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
-Outcome = Literal["resolved", "unresolved", "error", "skipped"]
+from harness.outcomes import COMPLETED, Outcome
 
-MODEL_OUTCOME_CLASSES = {
-    "resolved",
-    "unresolved",
-    "empty-patch",
-    "malformed-patch",
-    "patch-apply-failed",
-    "step-limit",
-    "agent-timeout",
-    "format-errors",
-}
-INFRA_CLASSES = {
-    "provider-error",  # provider retries exhausted (429/5xx/resets)
-    "llm-timeout",  # provider retries exhausted and the last failure was a request timeout
-    "agent-crash",
-    "container-error",
-    "evaluator-error",
-    "eval-timeout",  # the official evaluator's test run passed evaluation.timeout_s
-    "case-timeout",  # the whole case passed agent.case_timeout_s (pytest-timeout)
-}
-SKIP_CLASSES = {"unavailable", "budget", "no-credentials", "excluded"}
+SCHEMA_VERSION = 1
 
 
 class Telemetry(BaseModel):
@@ -106,7 +86,16 @@ class CaseRecord(BaseModel):
 
     @property
     def is_infra_error(self) -> bool:
-        return self.outcome == "error"
+        return self.outcome == Outcome.ERROR
+
+    @property
+    def completed(self) -> bool:
+        """A model result (resolved or unresolved): what rates, pairs and --resume count."""
+        return self.outcome in COMPLETED
+
+    @property
+    def resolved(self) -> bool:
+        return self.outcome == Outcome.RESOLVED
 
 
 def sha256_text(text: str) -> str:
@@ -184,19 +173,19 @@ def finished_case_ids(paths: RunPaths) -> set[str]:
                     record = CaseRecord.model_validate_json(f.read())
             except (ValueError, OSError):
                 continue  # not a record: the case runs again and the file is set aside
-            if record.outcome in ("resolved", "unresolved") and record.case_id == entry.name[: -len(".json")]:
+            if record.completed and record.case_id == entry.name[: -len(".json")]:
                 done.add(record.case_id)
     return done
 
 
 def write_record(paths: RunPaths, record: CaseRecord) -> Path:
-    from harness.secrets import redact_json
+    from harness.infra.secrets import redact_json
 
     path = paths.record(record.case_id)
     try:
         write_json_atomic(path, redact_json(record.model_dump(mode="json")))
     except OSError as e:
-        from harness import HarnessError
+        from harness.errors import HarnessError
 
         raise HarnessError(
             f"cannot write {path}: {e.strerror or e}; free space, then --resume {paths.run_id}"
@@ -226,7 +215,7 @@ def write_predictions(paths: RunPaths, records: list[CaseRecord]) -> list[Path]:
     """predictions/<model_id>.jsonl in SWE-bench format, one line per (instance, attempt) with a patch outcome."""
     by_model: dict[str, list[CaseRecord]] = {}
     for rec in records:
-        if rec.outcome in ("resolved", "unresolved"):
+        if rec.completed:
             by_model.setdefault(rec.model_id, []).append(rec)
     written = []
     for model_id, recs in sorted(by_model.items()):

@@ -1,20 +1,17 @@
-"""Typed configuration: model catalog, agent limits, grids (marker -> instances x models x K), instance slices.
+"""The configuration schema: pure pydantic models of every config file (catalog, agent limits, grids,
+instance slices, leaderboard columns, prices, gates). No I/O here: harness.config.loading reads the files.
 
-Every file is YAML validated by pydantic with unknown keys forbidden, so a typo is an error. Errors
-come out as one `HarnessError` line naming the file, the field and what is wrong.
+Unknown keys are forbidden, so a typo is an error.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness import HarnessError
+from harness.errors import HarnessError
 
 FIXTURES_SLICE = "fixtures"
 # Credential-like key names (max_tokens and top_k are sampling settings, not secrets).
@@ -216,67 +213,19 @@ class PricesFile(Strict):
     prices: dict[str, PriceOverride] = {}
 
 
-M = TypeVar("M", bound=BaseModel)
+class GateSpec(Strict):
+    name: str
+    kind: Literal["baseline_ratio", "class_rate", "flip_rate", "cpu", "min_models"]
+    grids: list[str] = ["all"]
+    baseline: str = "empty"
+    exclude: list[str] = []
+    factor: float = Field(1.5, gt=0)
+    classes: list[str] = []
+    max_rate: float = Field(0.1, ge=0, le=1)
+    max_flip_rate: float = Field(0.25, ge=0, le=1)
+    max_percent: float = Field(80, gt=0, le=100)
+    min_models: int = Field(1, ge=1)
 
 
-def load_yaml_model(path: Path, model: type[M]) -> M:
-    """Read `path` as YAML into `model`; every problem becomes one HarnessError line."""
-    if not path.is_file():
-        raise HarnessError(f"{path}: file not found; restore it from git or pass --harness-config DIR")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise HarnessError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
-        raise HarnessError(f"{path}:{where} is not valid YAML ({problem}); fix the file") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        # A typo shows up twice (unknown key + missing field): name the unknown key, that is the fix.
-        err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = " ".join(str(err["msg"]).split())
-        raise HarnessError(f"{path}: {loc}: {msg}; fix the file") from None
-
-
-def project_root() -> Path:
-    """The checkout the harness runs from (HARNESS_ROOT overrides)."""
-    env = os.environ.get("HARNESS_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parents[1]
-
-
-class HarnessConfig:
-    """All config files of one config directory, validated together."""
-
-    def __init__(
-        self, config_dir: Path, root: Path | None = None, extra_models: list[ModelEntry] | None = None
-    ):
-        from harness.providers import apply_prices, load_price_overrides, with_extra_models
-
-        self.dir = config_dir
-        self.root = root or project_root()
-        catalog = load_yaml_model(config_dir / "model_catalog.yaml", Catalog)
-        catalog = apply_prices(catalog, load_price_overrides(config_dir / "prices.yaml"))
-        self.catalog = with_extra_models(catalog, extra_models or [])
-        self.columns = load_yaml_model(config_dir / "leaderboard_columns.yaml", LeaderboardColumns)
-        self.agent = load_yaml_model(config_dir / "sweagent.yaml", AgentConfig)
-        self.slices: dict[str, InstanceSlice] = {}
-        for name, grid in self.agent.grids.items():
-            for model_id in grid.models:
-                try:
-                    self.catalog.get(model_id)
-                except HarnessError as e:
-                    raise HarnessError(f"{config_dir / 'sweagent.yaml'}: grids.{name}: {e}") from None
-            if grid.instances != FIXTURES_SLICE and grid.instances not in self.slices:
-                self.slices[grid.instances] = load_yaml_model(config_dir / grid.instances, InstanceSlice)
-
-        from harness.gates import load_gates
-
-        self.gates = load_gates(config_dir / "gates.yaml")
-
-    @property
-    def lock_path(self) -> Path:
-        return self.dir / "dataset.lock"
+class GatesFile(Strict):
+    gates: list[GateSpec]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import HarnessError
 from harness.config import FIXTURES_SLICE, HarnessConfig
-from harness.testing.fixtures import FIXTURE_IDS
+from harness.demo.fixtures import FIXTURE_IDS
+from harness.errors import HarnessError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the number of assistant messages in the request, so the server itself is statele
 ``Fault`` objects queued with ``add_faults`` are applied one per chat request (FIFO) to simulate rate
 limits, server errors, timeouts, malformed bodies, unknown models and missing tool calls.
 
-Manual use: ``python -m harness.testing.llm_server --port 8000`` (Ctrl-C to stop).
+Manual use: ``python -m harness.demo.llm_server --port 8000`` (Ctrl-C to stop).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """pytest plugin: options, markers, the case grid as parametrization, outcome mapping, run summary.
 
-Glue only: the grid comes from harness.grid, a case runs in harness.runner, the leaderboard in
-harness.leaderboard. Each case runs inside the `case_record` fixture, so an infrastructure failure is a
+Glue only: the grid comes from harness.run.grid, a case runs in harness.run.case, the leaderboard in
+harness.results.leaderboard. Each case runs inside the `case_record` fixture, so an infrastructure failure is a
 pytest *error* while a model outcome is a pass (resolved) or a *failure* (anything else).
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import HarnessError
 from harness.config import HarnessConfig
-from harness.grid import Case, build_grid, grids_named_in
-from harness.providers import parse_model_spec
-from harness.records import CaseRecord, RunPaths
-from harness.runinfo import CpuSampler, new_run_id
+from harness.config.catalog import parse_model_spec
+from harness.errors import HarnessError
+from harness.results.records import CaseRecord, RunPaths
+from harness.run.grid import Case, build_grid, grids_named_in
+from harness.run.manifest import CpuSampler, new_run_id
 
 CASE_PROP = "harness_case"
 _STATE: dict[str, object] = {}
@@ -31,7 +31,7 @@ class CaseInfraError(Exception):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from harness.options import add_options
+    from harness.plugin.options import add_options
 
     add_options(parser)
 
@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if not any(a.startswith("--show-capture") for a in config.invocation_params.args):
         config.option.showcapture = "no"  # agent and evaluator logs live in each case's artifacts
-    from harness.runstart import check_instances, check_run_id, load_credentials_file, require_sweagent
+    from harness.run.start import check_instances, check_run_id, load_credentials_file, require_sweagent
 
     try:
         explicit = config.getoption("--credentials")
@@ -106,8 +106,8 @@ def _check_numbers(config: pytest.Config) -> None:
 
 
 def _start_run(config: pytest.Config, cfg: HarnessConfig, run_id: str) -> None:
-    from harness.preflight import selected_cases
-    from harness.runstart import check_dataset, open_run, preflight_lines
+    from harness.run.preflight import selected_cases
+    from harness.run.start import check_dataset, open_run, preflight_lines
 
     paths = RunPaths(_runs_dir(config), run_id)
     active = grids_named_in(config.option.markexpr, list(cfg.agent.grids))
@@ -155,7 +155,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def harness_run(request: pytest.FixtureRequest):
-    from harness.session import RunContext
+    from harness.run.context import RunContext
 
     config = request.config
     cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
@@ -176,7 +176,7 @@ def harness_run(request: pytest.FixtureRequest):
 @pytest.fixture
 def case_record(case: Case, harness_run, request: pytest.FixtureRequest) -> CaseRecord:
     """Run the case (agent + official evaluation) and return its record; infra failures raise here (pytest error)."""
-    from harness.runner import execute_case, timeout_record
+    from harness.run.case import execute_case, timeout_record
 
     started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
     try:
@@ -218,7 +218,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run_id = config.getoption("--resume") if "cases" in _STATE else None
     if not run_id:
         return
-    from harness.records import finished_case_ids
+    from harness.results.records import finished_case_ids
 
     finished = finished_case_ids(RunPaths(_runs_dir(config), str(run_id)))
     keep, done = [], []
@@ -263,8 +263,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
     if paths is None or not _is_controller(session.config):
         return
-    from harness.runend import finish_run, load_compare_run
-    from harness.session import open_ledger
+    from harness.run.context import open_ledger
+    from harness.run.finish import finish_run, load_compare_run
 
     config = session.config
     cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
@@ -286,7 +286,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _STATE["end_error"] = str(e)
         return
     _STATE["summary"] = summary
-    from harness.pytest_report import gates_to_junit
+    from harness.plugin.reporting import gates_to_junit
 
     gates_to_junit(config, summary.gates)
     failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
@@ -300,13 +300,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """pytest wrote the JUnit file in its sessionfinish; redact secrets from it too."""
     xmlpath = getattr(config.option, "xmlpath", None)
     if xmlpath and "paths" in _STATE and _is_controller(config) and Path(xmlpath).is_file():
-        from harness.secrets import redact_file
+        from harness.infra.secrets import redact_file
 
         redact_file(Path(xmlpath))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    from harness.pytest_report import summary_lines
+    from harness.plugin.reporting import summary_lines
 
     if "end_error" in _STATE:
         terminalreporter.write_line(f"ERROR: {_STATE['end_error']}")

@@ -11,27 +11,28 @@ from datetime import UTC, datetime
 
 from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for
 from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
-from harness.containers import LABEL_CASE, LABEL_RUN, instance_image_name
-from harness.evaluation import eval_slot, evaluate_patch
-from harness.grid import Case
-from harness.providers import missing_key, provider_settings
-from harness.records import SKIP_CLASSES, CaseRecord, mark_running, sha256_text, write_record
-from harness.secrets import redact_json, redact_tree
-from harness.session import RunContext
+from harness.config.catalog import missing_key, provider_settings
+from harness.infra.containers import LABEL_CASE, LABEL_RUN, instance_image_name
+from harness.infra.evaluation import eval_slot, evaluate_patch
+from harness.infra.secrets import redact_json, redact_tree
+from harness.outcomes import SKIP_CLASSES, Outcome, OutcomeClass
+from harness.results.records import CaseRecord, mark_running, sha256_text, write_record
+from harness.run.context import RunContext
+from harness.run.grid import Case
 
 PATCH_CLASS_TEXT = {
-    "empty-patch": "no patch submitted",
-    "malformed-patch": "the submission is not a unified diff",
-    "step-limit": "step limit reached without a submission",
-    "agent-timeout": "agent wall-time limit reached without a submission",
-    "format-errors": "repeated format errors (no usable command)",
-    "cost-limit": "cost limit reached without a submission",
-    "context-limit": "context window exhausted without a submission",
+    OutcomeClass.EMPTY_PATCH: "no patch submitted",
+    OutcomeClass.MALFORMED_PATCH: "the submission is not a unified diff",
+    OutcomeClass.STEP_LIMIT: "step limit reached without a submission",
+    OutcomeClass.AGENT_TIMEOUT: "agent wall-time limit reached without a submission",
+    OutcomeClass.FORMAT_ERRORS: "repeated format errors (no usable command)",
+    OutcomeClass.COST_LIMIT: "cost limit reached without a submission",
+    OutcomeClass.CONTEXT_LIMIT: "context window exhausted without a submission",
 }
-AGENT_EXIT_CLASSES = {
-    "LimitsExceeded": "step-limit",
-    "TimeExceeded": "agent-timeout",
-    "RepeatedFormatError": "format-errors",
+AGENT_EXIT_CLASSES = {  # mini-swe-agent's exit statuses
+    "LimitsExceeded": OutcomeClass.STEP_LIMIT,
+    "TimeExceeded": OutcomeClass.AGENT_TIMEOUT,
+    "RepeatedFormatError": OutcomeClass.FORMAT_ERRORS,
 }
 
 
@@ -42,9 +43,9 @@ def _now() -> str:
 def patch_class(result: AgentResult) -> str | None:
     """The model-outcome class decided before evaluation, or None when the patch should be evaluated."""
     if not result.patch.strip():
-        return result.outcome_class or AGENT_EXIT_CLASSES.get(result.exit_status, "empty-patch")
+        return result.outcome_class or AGENT_EXIT_CLASSES.get(result.exit_status, OutcomeClass.EMPTY_PATCH)
     if not looks_like_diff(result.patch):
-        return "malformed-patch"
+        return OutcomeClass.MALFORMED_PATCH
     return None
 
 
@@ -89,12 +90,15 @@ def _api_base(ctx: RunContext, model: ModelEntry) -> str | None:
 def skip_reason(ctx: RunContext, case: Case, model: ModelEntry) -> tuple[str, str] | None:
     """Why the case must not start: (no-credentials | unavailable | budget, one-line message), else None."""
     if env := missing_key(ctx.cfg.catalog, model):
-        return "no-credentials", f"{env} is not set: add it to secrets/credentials.txt (see README)"
+        return (
+            OutcomeClass.NO_CREDENTIALS,
+            f"{env} is not set: add it to secrets/credentials.txt (see README)",
+        )
     status = ctx.availability.get(model.id, {})
     if status.get("status") == "unavailable":
-        return "unavailable", f"{model.id}: {status.get('detail', 'not served by the provider')}"
+        return OutcomeClass.UNAVAILABLE, f"{model.id}: {status.get('detail', 'not served by the provider')}"
     if model.kind == "litellm" and (scope := ctx.ledger.exhausted(model.provider or model.id, case.case_id)):
-        return "budget", f"budget exhausted ({scope})"
+        return OutcomeClass.BUDGET, f"budget exhausted ({scope})"
     return None
 
 
@@ -111,15 +115,17 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
         result = runner_for(model, ctx.backend).run(task)
     fields: dict = {"outcome_class": "", "message": "", "errors": []}
     if result.infra_class in SKIP_CLASSES:
-        fields.update(outcome="skipped", outcome_class=result.infra_class, message=result.infra_error or "")
+        fields.update(
+            outcome=Outcome.SKIPPED, outcome_class=result.infra_class, message=result.infra_error or ""
+        )
     elif result.infra_error:
-        fields.update(outcome="error", outcome_class=result.infra_class, message=result.infra_error)
+        fields.update(outcome=Outcome.ERROR, outcome_class=result.infra_class, message=result.infra_error)
         fields["errors"].append(
             {"stage": "agent", "error": result.infra_error, "traceback": result.traceback}
         )
     elif (cls := patch_class(result)) is not None:
         text = f"{PATCH_CLASS_TEXT[cls]} (agent exit: {result.exit_status})"
-        fields.update(outcome="unresolved", outcome_class=cls, message=text)
+        fields.update(outcome=Outcome.UNRESOLVED, outcome_class=cls, message=text)
     else:
         fields.update(_evaluate(ctx, case, row, result.patch))
     if result.patch:
@@ -192,7 +198,7 @@ def execute_case(ctx: RunContext, case: Case, *, infra_retries: int = 0) -> Case
     for tries in range(infra_retries + 1):
         mark_running(ctx.paths, case.case_id)
         record = run_case(ctx, case)
-        if record.outcome != "error" or tries == infra_retries:
+        if record.outcome != Outcome.ERROR or tries == infra_retries:
             break
         errors += record.errors
         set_aside(ctx.paths.case_artifacts(case.case_id), f"infra-{tries + 1}")
@@ -206,10 +212,12 @@ def timeout_record(ctx: RunContext, case: Case, message: str, *, started: str, t
     """The record of a case that pytest-timeout stopped (whole-case limit): an infra error, re-run by --resume."""
     model = ctx.cfg.catalog.get(case.model_id)
     row = ctx.row(case.split, case.instance_id)
-    result = AgentResult(patch="", exit_status="CaseTimeout", infra_error=message, infra_class="case-timeout")
+    result = AgentResult(
+        patch="", exit_status="CaseTimeout", infra_error=message, infra_class=OutcomeClass.CASE_TIMEOUT
+    )
     fields = {
-        "outcome": "error",
-        "outcome_class": "case-timeout",
+        "outcome": Outcome.ERROR,
+        "outcome_class": OutcomeClass.CASE_TIMEOUT,
         "message": message,
         "errors": [{"stage": "case", "error": message, "traceback": ""}],
     }
@@ -237,7 +245,7 @@ def _evaluate(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
             labels={LABEL_RUN: ctx.run_id, LABEL_CASE: case.case_id},
         )
     out = {
-        "outcome": "error" if ev.infra else ("resolved" if ev.resolved else "unresolved"),
+        "outcome": Outcome.ERROR if ev.infra else (Outcome.RESOLVED if ev.resolved else Outcome.UNRESOLVED),
         "outcome_class": ev.outcome_class,
         "message": ev.message,
         "eval_queue_wait_s": round(waited, 3),
@@ -276,4 +284,4 @@ def previous_record(paths, case_id: str) -> CaseRecord | None:
     except ValueError:  # a torn or foreign file: keep it aside, the case runs again
         path.rename(path.with_name(f"{path.name}.corrupt-{time.time_ns()}"))
         return None
-    return record if record.outcome in ("resolved", "unresolved") else None
+    return record if record.completed else None

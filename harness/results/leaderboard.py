@@ -1,7 +1,7 @@
 """The leaderboard from CaseRecords: one row per (model, agent backend), versions v0-v3.
 
 Records are the truth; CSV, HTML and the terminal table are views. Every number of a row comes from
-the records of that model in that run (cases/<model_id>-*.json), by the functions of harness.stats.
+the records of that model in that run (cases/<model_id>-*.json), by the functions of harness.results.stats.
 `runs/leaderboard.csv` joins every run's rows, each naming its run_id.
 """
 
@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness import stats
 from harness.config import LeaderboardColumns, load_yaml_model
-from harness.records import CaseRecord, RunPaths, load_records
+from harness.outcomes import Outcome
+from harness.results import stats
+from harness.results.records import CaseRecord, RunPaths, load_records
 
-DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[1] / "config" / "leaderboard_columns.yaml"
+DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[2] / "config" / "leaderboard_columns.yaml"
 REPO_PREFIX = "repo:"
 
 
@@ -35,9 +36,12 @@ def _outcome_counts(recs: list[CaseRecord]) -> dict[str, int]:
     counts = {"resolved": 0, "unresolved": 0, "errors": 0, "skipped": 0}
     for r in recs:
         counts[
-            {"resolved": "resolved", "unresolved": "unresolved", "error": "errors", "skipped": "skipped"}[
-                r.outcome
-            ]
+            {
+                Outcome.RESOLVED: "resolved",
+                Outcome.UNRESOLVED: "unresolved",
+                Outcome.ERROR: "errors",
+                Outcome.SKIPPED: "skipped",
+            }[r.outcome]
         ] += 1
     return counts
 
@@ -46,7 +50,7 @@ def _pass_columns(recs: list[CaseRecord]) -> dict[str, Any]:
     per_instance: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in recs:
         per_instance[r.instance_id][0] += 1
-        per_instance[r.instance_id][1] += r.outcome == "resolved"
+        per_instance[r.instance_id][1] += r.resolved
     k = max((r.attempt for r in recs), default=1)
     counts = {i: (n, c) for i, (n, c) in per_instance.items()}
     pass_1, _, _ = stats.mean_over_instances(counts, stats.pass_at_k, 1)
@@ -61,7 +65,7 @@ def _rate_columns(recs: list[CaseRecord], counts: dict[str, int]) -> dict[str, A
     lo, hi = stats.wilson_interval(resolved, n)
     by_repo: dict[str, list[int]] = defaultdict(list)
     for r in recs:
-        by_repo[r.repo].append(int(r.outcome == "resolved"))
+        by_repo[r.repo].append(int(r.resolved))
     boot_lo, boot_hi = stats.cluster_bootstrap_interval(by_repo, n_boot=1000, seed=0)
     rates = stats.rates(resolved, completed, n)
     return {
@@ -181,7 +185,7 @@ def build_leaderboard(
 
 def _write_html(paths: RunPaths, rows: list[dict[str, Any]], records: list[CaseRecord]) -> None:
     try:
-        from harness.report import write_html
+        from harness.results.html import write_html
     except ImportError:  # the report module is optional for the CSV path
         return
     write_html(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from harness.records import CaseRecord
+from harness.results.records import CaseRecord
 
 Row = dict[str, Any]
 CSS = """

@@ -99,7 +99,7 @@ def evaluate_patch(
     from swebench.harness import run_evaluation
     from swebench.harness.test_spec.test_spec import make_test_spec
 
-    from harness.testing.fixtures import register_fixture_repos
+    from harness.demo.fixtures import register_fixture_repos
 
     register_fixture_repos()
     # swebench writes logs under a cwd-relative directory; each case gets its own, inside the run folder.

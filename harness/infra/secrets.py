@@ -14,7 +14,7 @@ Values shorter than 6 characters are ignored: redacting them would mangle ordina
 and they are too short to be real credentials. Files are redacted as bytes (the UTF-8 encoding of each
 secret), which is exact for UTF-8 text and never fails on binary files.
 
-``python -m harness.secrets --export PATH`` prints ``export KEY=<quoted>`` lines for tools/env.sh.
+``python -m harness.infra.secrets --export PATH`` prints ``export KEY=<quoted>`` lines for tools/env.sh.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import HarnessError
+from harness.errors import HarnessError
 
 MIN_SECRET_LEN = 6
 SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     """``--export PATH``: print ``export KEY=<quoted>`` per non-empty value (the file wins: sourcing is explicit)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "--export":
-        print("usage: python -m harness.secrets --export PATH", file=sys.stderr)
+        print("usage: python -m harness.infra.secrets --export PATH", file=sys.stderr)
         return 2
     path = Path(args[1])
     try:

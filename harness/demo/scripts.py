@@ -8,7 +8,7 @@ demo leaderboard shows scripted at 2/3 and the evaluator, not the script, decide
 
 from __future__ import annotations
 
-from harness.testing.llm_server import Script
+from harness.demo.llm_server import Script
 
 SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && cat patch.txt"
 

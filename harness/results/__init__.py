@@ -1,0 +1,3 @@
+"""Records and every view of them: CaseRecord and the run layout, leaderboard, HTML, gates, statistics,
+run comparison. Views read records only.
+"""

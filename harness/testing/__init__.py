@@ -1,1 +1,0 @@
-"""Test doubles for the harness: a scripted OpenAI-compatible LLM server."""
