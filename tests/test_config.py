@@ -266,3 +266,14 @@ def test_sampling_settings_are_not_mistaken_for_secrets(cfg_dir: Path) -> None:
     ):
         with pytest.raises(ValueError, match="must not be in model_kwargs"):
             ModelEntry(id="m", kind="litellm", litellm_id="openai/m", model_kwargs=bad)
+
+
+def test_unknown_mini_config_is_one_line_naming_the_known_ones(tmp_path):
+    from harness.agents.mini import mini_config_path
+
+    with pytest.raises(HarnessError) as info:
+        mini_config_path("swebench_typo.yaml", tmp_path)
+    message = str(info.value)
+    assert "agent.mini_config 'swebench_typo.yaml'" in message and "swebench.yaml" in message
+    assert "\n" not in message
+    assert mini_config_path("swebench.yaml", tmp_path).name == "swebench.yaml"

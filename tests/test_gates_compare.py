@@ -12,8 +12,10 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
+from harness.config.loading import load_gates
+from harness.config.schema import GateSpec
 from harness.results.compare import compare_runs, format_comparison
-from harness.results.gates import GateSpec, evaluate_gates, load_gates
+from harness.results.gates import evaluate_gates
 from harness.results.records import CaseRecord
 from tests.conftest import ROOT
 

@@ -191,11 +191,43 @@ def test_instance_in_wrong_split(tmp_path: Path, known_ids: dict[str, set[str]])
         check_instances_exist(HarnessConfig(dst, root=ROOT), known_ids)
 
 
-def test_grids_named_in_a_mark_expression() -> None:
-    from harness.run.grid import grids_named_in
+def _case(model: str, *grids: str) -> Case:
+    return Case(model, "fixtures__calc-1", 1, "fixtures", grids, tuple(60 for _ in grids))
 
-    names = ["demo", "i0", "i1", "i3"]
-    assert grids_named_in("i3", names) == {"i3"}
-    assert grids_named_in("i1 and not demo", names) == {"i1", "demo"}
-    assert grids_named_in("", names) == frozenset()
-    assert grids_named_in("i10", names) == frozenset()
+
+def test_mark_expressions_select_grids_the_way_pytest_does() -> None:
+    from harness.run.grid import cases_selected_by, grids_selected_by
+
+    cases = [
+        _case("gold", "demo"),
+        _case("a", "i1", "i2"),
+        _case("d", "i2"),
+        _case("b", "i3"),
+        _case("c", "i1", "i3"),
+    ]
+    assert grids_selected_by("i3", cases) == {"i3"}  # i1 is not run whole: a's case is not selected
+    assert grids_selected_by("i1", cases) == {"i1"}
+    assert grids_selected_by("not demo", cases) == {"i1", "i2", "i3"}  # demo is not active
+    assert grids_selected_by("i1 and i3", cases) == {"i1", "i3"}  # no grid whole: the grids of case c
+    assert grids_selected_by("i10", cases) == frozenset()
+    assert grids_selected_by("", cases) == frozenset()  # no -m: no grid named, limits and gates as before
+    assert [c.model_id for c in cases_selected_by("not demo and not i2", cases)] == ["b", "c"]
+    assert grids_selected_by("i2", cases) == {"i2"}
+    assert cases_selected_by("", cases) == cases
+
+
+def test_a_broken_mark_expression_is_one_line() -> None:
+    from harness.run.grid import cases_selected_by
+
+    with pytest.raises(HarnessError, match=r"^-m 'i1 and \(': not a mark expression") as info:
+        cases_selected_by("i1 and (", [_case("a", "i1")])
+    assert "\n" not in str(info.value)
+
+
+def test_the_real_config_under_not_demo_runs_every_grid_but_demo() -> None:
+    from harness.run.grid import grids_selected_by
+
+    cfg = HarnessConfig(CONFIG, root=ROOT)
+    cases = build_grid(cfg)
+    assert grids_selected_by("not demo", cases) == set(cfg.agent.grids) - {"demo"}
+    assert grids_selected_by("i1", cases) == {"i1"}  # i1's cases are also i2's: -m i1 runs i1 only

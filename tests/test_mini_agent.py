@@ -100,3 +100,21 @@ def test_missing_image_is_a_container_error(runtime, tmp_path, fixture_rows):
         result = MiniRunner().run(task)
     assert result.infra_class == "container-error"
     assert "CalledProcessError" in result.infra_error
+
+
+def test_agent_mini_config_is_the_prompt_the_model_gets(runtime, fixture_images, tmp_path):
+    """agent.mini_config names the mini-swe-agent config whose templates reach the model."""
+    import yaml
+
+    from harness.agents.mini import mini_config_path
+
+    own = yaml.safe_load(mini_config_path("swebench.yaml", tmp_path).read_text())
+    own["agent"]["system_template"] = "MARKER-OWN-MINI-CONFIG " + own["agent"]["system_template"]
+    (tmp_path / "my_mini.yaml").write_text(yaml.safe_dump(own))
+    path = mini_config_path("my_mini.yaml", tmp_path)
+    assert path == tmp_path / "my_mini.yaml"
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
+        task = _task(runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url, mini_config=str(path))
+        MiniRunner().run(task)
+        first = server.requests[0]["body"]["messages"][0]
+    assert first["role"] == "system" and first["content"].startswith("MARKER-OWN-MINI-CONFIG ")

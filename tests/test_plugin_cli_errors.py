@@ -95,3 +95,17 @@ def test_no_container_runtime(tmp_path):
 def test_resume_of_a_missing_run(tmp_path):
     line = _one_error_line(_pytest("evals", "-m", "demo", "--runs-dir", str(tmp_path), "--resume", "nope"))
     assert "--resume nope" in line
+
+
+def test_unknown_mini_config(tmp_path):
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    text = (cfg / "sweagent.yaml").read_text()
+    (cfg / "sweagent.yaml").write_text(text.replace("mini_config: swebench.yaml", "mini_config: nope.yaml"))
+    line = _one_error_line(_pytest("evals", "-m", "demo", "--harness-config", str(cfg), "--collect-only"))
+    assert "agent.mini_config 'nope.yaml'" in line
+
+
+def test_broken_mark_expression():
+    line = _one_error_line(_pytest("evals", "-m", "demo and (", "--collect-only"))
+    assert "-m 'demo and (': not a mark expression" in line

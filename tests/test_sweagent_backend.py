@@ -22,6 +22,8 @@ import yaml
 
 from harness.agents import AgentResult, AgentTask, runner_for
 from harness.agents import sweagent as sw
+from harness.agents import sweagent_inputs as swin
+from harness.agents import sweagent_subprocess as swsub
 from harness.agents.sweagent import SweAgentRunner
 from harness.config import ModelEntry
 from harness.demo.llm_server import Script, ScriptedLLMServer
@@ -60,7 +62,7 @@ ROW = {
 }
 
 
-needs_sweagent = pytest.mark.skipif(sw.sweagent_problem() is not None, reason=SKIP_REASON)
+needs_sweagent = pytest.mark.skipif(swin.sweagent_problem() is not None, reason=SKIP_REASON)
 HAS_OUTCOME_CLASS = "outcome_class" in AgentResult.__dataclass_fields__
 
 
@@ -93,8 +95,8 @@ def test_runner_for_sweagent_covers_empty_but_not_gold():
 
 def test_command_line_and_instances_file(tmp_path):
     task = _task(tmp_path)
-    argv, out = sw.prepare(task, "/usr/bin/podman")
-    assert argv[:4] == [sys.executable, "-m", "harness.agents.sweagent", "run-batch"]
+    argv, out = swin.prepare(task, "/usr/bin/podman")
+    assert argv[:4] == [sys.executable, "-m", "harness.agents.sweagent_subprocess", "run-batch"]
     assert argv[4:8] == [
         "--config",
         str(ROOT / "config" / "sweagent_tool.yaml"),
@@ -137,14 +139,14 @@ def test_command_line_and_instances_file(tmp_path):
 
 
 def test_docker_runtime_name():
-    assert sw.runtime_name("/usr/local/bin/docker") == "docker"
-    assert sw.runtime_name("podman") == "podman"
+    assert swin.runtime_name("/usr/local/bin/docker") == "docker"
+    assert swin.runtime_name("podman") == "podman"
 
 
 def test_scripted_model_gets_the_mini_submit_bundle_and_a_placeholder_key(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # a real key must not reach the test server
     task = _task(tmp_path)
-    sw.prepare(task, "podman")
+    swin.prepare(task, "podman")
     bundles = yaml.safe_load((tmp_path / "sweagent" / "case_config.yaml").read_text())["agent"]["tools"][
         "bundles"
     ]
@@ -157,14 +159,14 @@ def test_scripted_model_gets_the_mini_submit_bundle_and_a_placeholder_key(tmp_pa
     assert (bundle / "config.yaml").read_text() == "tools: {}\n"
     assert "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" in (bundle / "install.sh").read_text()
     assert os.access(bundle / "bin" / "_mini_submit", os.X_OK)
-    env = sw.subprocess_env(task)
-    assert env["OPENAI_API_KEY"] == sw.SCRIPTED_KEY
-    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] and env[sw.CALLS_ENV] == str(tmp_path / "llm_calls.jsonl")
-    assert ModelEntry.model_validate_json(env[sw.MODEL_ENV]) == SCRIPTED
+    env = swin.subprocess_env(task)
+    assert env["OPENAI_API_KEY"] == swin.SCRIPTED_KEY
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] and env[swsub.CALLS_ENV] == str(tmp_path / "llm_calls.jsonl")
+    assert ModelEntry.model_validate_json(env[swsub.MODEL_ENV]) == SCRIPTED
 
 
 def test_empty_model_is_instant_empty_submit_with_thought_action(tmp_path):
-    argv, _ = sw.prepare(_task(tmp_path, EMPTY, api_base=None), "podman")
+    argv, _ = swin.prepare(_task(tmp_path, EMPTY, api_base=None), "podman")
     assert argv[5] == str(ROOT / "config" / "sweagent_thought_action.yaml")
     config = yaml.safe_load((tmp_path / "sweagent" / "case_config.yaml").read_text())
     assert config["agent"]["model"] == {
@@ -182,7 +184,7 @@ def test_catalog_model_names_its_key_variable_and_never_the_key(tmp_path, monkey
     task = _task(
         tmp_path, PRICED, api_key_env="HARNESS_TEST_SWEAGENT_KEY", api_base="http://vllm.local:8000/v1"
     )
-    argv, _ = sw.prepare(task, "docker")
+    argv, _ = swin.prepare(task, "docker")
     assert not any(SECRET in arg for arg in argv)
     for path in tmp_path.rglob("*"):
         if path.is_file():
@@ -197,9 +199,9 @@ def test_catalog_model_names_its_key_variable_and_never_the_key(tmp_path, monkey
         "max_tokens": 512,
     }
     assert model["retry"] == {"retries": 6, "min_wait": 1.0, "max_wait": 60.0}
-    env = sw.subprocess_env(task)
+    env = swin.subprocess_env(task)
     assert env["HARNESS_TEST_SWEAGENT_KEY"] == SECRET  # the key only travels in the environment
-    assert SECRET not in env[sw.MODEL_ENV]
+    assert SECRET not in env[swsub.MODEL_ENV]
 
 
 def test_the_agent_configs_are_valid_sweagent_configs():
@@ -222,13 +224,13 @@ def test_sweagent_accepts_the_configs_it_is_given(tmp_path):
     """SWE-agent's own validation (pydantic) of agent config + per-case layer, without running anything."""
     for model in (SCRIPTED, EMPTY, PRICED):
         task = _task(tmp_path / model.id, model, api_key_env=model.api_key_env)
-        argv, _ = sw.prepare(task, "podman")
+        argv, _ = swin.prepare(task, "podman")
         done = subprocess.run(
             [*argv, "--print_config"],
             capture_output=True,
             text=True,
             timeout=120,
-            env=sw.subprocess_env(task),
+            env=swin.subprocess_env(task),
         )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert "python_standalone_dir: ''" in done.stdout and "pull: never" in done.stdout
@@ -246,22 +248,22 @@ def test_install_check_names_what_is_missing(tmp_path, monkeypatch):
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert sw.sweagent_problem() == "SWE-agent is not installed"
+    assert swin.sweagent_problem() == "SWE-agent is not installed"
     # a wheel install from the git tag: the package without config/, tools/, trajectories/ beside it
     pkg = tmp_path / "site-packages" / "sweagent" / "__init__.py"
     pkg.parent.mkdir(parents=True)
     pkg.touch()
     spec = importlib.machinery.ModuleSpec("sweagent", None, origin=str(pkg))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
-    problem = sw.sweagent_problem()
+    problem = swin.sweagent_problem()
     assert "non-editable" in problem and str(tmp_path / "site-packages" / "config") in problem
     # ... which works once SWE_AGENT_CONFIG_ROOT points at a checkout
     checkout = tmp_path / "checkout"
     for sub in ("config", "tools/registry", "trajectories"):
         (checkout / sub).mkdir(parents=True)
     monkeypatch.setenv("SWE_AGENT_CONFIG_ROOT", str(checkout))
-    assert sw.sweagent_problem() is None
-    env = sw.subprocess_env(_task(tmp_path))
+    assert swin.sweagent_problem() is None
+    env = swin.subprocess_env(_task(tmp_path))
     assert env["SWE_AGENT_TOOLS_DIR"] == str(checkout / "tools")  # what SWE-agent asserts at import
     assert env["SWE_AGENT_CONFIG_DIR"] == str(checkout / "config")
 
@@ -448,7 +450,7 @@ def test_call_logger_records_each_request_with_provider_usage(tmp_path):
     calls = tmp_path / "calls.jsonl"
     before = list(litellm.callbacks)
     try:
-        sw.install_call_logger(calls, PRICED)
+        swsub.install_call_logger(calls, PRICED)
         with ScriptedLLMServer([Script(match="hello", steps=["ls"])]) as server:
             litellm.completion(
                 model="openai/some-model",

@@ -30,6 +30,8 @@ class AgentTask:
     api_base: str | None = None
     api_key_env: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    mini_config: str = ""
+    """mini-swe-agent benchmark config (a file path; agent.mini_config resolved by agents.mini.mini_config_path)."""
     reserve_call: Callable[[], int] | None = None
     """Budget ledger hook before each request (raises budget.BudgetExhausted)."""
     settle_call: Callable[[int, float | None, str], None] | None = None

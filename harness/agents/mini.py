@@ -7,6 +7,7 @@ host. The container carries run and case labels so leftovers can be found, and i
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import time
@@ -17,16 +18,34 @@ from typing import Any
 import yaml
 
 from harness.agents import AgentResult, AgentTask
-from harness.errors import CaseStopped
+from harness.config.schema import DEFAULT_MINI_CONFIG
+from harness.errors import CaseStopped, HarnessError
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
 from harness.outcomes import OutcomeClass
 from harness.results.records import Telemetry
 
 
-def mini_benchmark_config(name: str) -> dict[str, Any]:
-    import minisweagent
+def mini_config_path(name: str, config_dir: Path) -> Path:
+    """agent.mini_config as a file: a path (relative to the config dir) or a mini-swe-agent benchmark config.
 
-    path = Path(minisweagent.__file__).parent / "config" / "benchmarks" / name
+    Raises HarnessError (one line) when neither exists; found without importing mini-swe-agent.
+    """
+    own = Path(name) if Path(name).is_absolute() else config_dir / name
+    if own.is_file():
+        return own
+    spec = importlib.util.find_spec("minisweagent")
+    benchmarks = Path(spec.origin).parent / "config" / "benchmarks" if spec and spec.origin else None
+    if benchmarks is not None and (benchmarks / name).is_file():
+        return benchmarks / name
+    known = sorted(p.name for p in benchmarks.glob("*.yaml")) if benchmarks and benchmarks.is_dir() else []
+    raise HarnessError(
+        f"{config_dir / 'sweagent.yaml'}: agent.mini_config {name!r} is neither a file in {config_dir} nor a "
+        f"mini-swe-agent benchmark config ({', '.join(known) or 'mini-swe-agent not installed'}); fix the name"
+    )
+
+
+def mini_benchmark_config(path: Path) -> dict[str, Any]:
+    """The prompts and templates of a mini-swe-agent benchmark config (agent, environment, model sections)."""
     return yaml.safe_load(path.read_text())
 
 
@@ -74,7 +93,7 @@ class MiniRunner:
 
         from harness.agents.llm import HarnessLitellmModel, summarize_calls
 
-        bench = mini_benchmark_config("swebench.yaml")
+        bench = mini_benchmark_config(Path(task.mini_config or mini_config_path(DEFAULT_MINI_CONFIG, Path())))
         traj = task.artifacts_dir / "trajectory.json"
         start = time.monotonic()
         env = agent = model = None

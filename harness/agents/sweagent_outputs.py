@@ -43,6 +43,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.agents import looks_like_diff
 from harness.errors import SweAgentOutputError
+from harness.outcomes import OutcomeClass as C
 from harness.results.records import Telemetry
 
 TOKEN_SOURCE = "sweagent-local-tokenizer"
@@ -50,7 +51,7 @@ TOKEN_SOURCE = "sweagent-local-tokenizer"
 PRICE_SOURCE = "sweagent-litellm"
 
 _TIMEOUTS = {"exit_total_execution_time", "exit_command_timeout"}
-_MODEL_CLASSES = {"exit_cost": "cost-limit", "exit_context": "context-limit", "exit_format": "format-errors"}
+_MODEL_CLASSES = {"exit_cost": C.COST_LIMIT, "exit_context": C.CONTEXT_LIMIT, "exit_format": C.FORMAT_ERRORS}
 _GAVE_UP = {"submitted", "exit_forfeit", "exit_command"}
 _CONTAINER_WORDS = ("exit_environment_error", "environment error", "docker", "podman", "container",
                     "deployment", "swerex", "swe-rex", "environment died", "no longer alive")  # fmt: skip
@@ -209,26 +210,26 @@ def exit_status_class(
     a cost limit.
     """
     if patch.strip():
-        return ("evaluate", False) if looks_like_diff(patch) else ("malformed-patch", False)
+        return ("evaluate", False) if looks_like_diff(patch) else (C.MALFORMED_PATCH, False)
     status = exit_status.strip()
     if status.startswith("submitted (") and status.endswith(")"):
         status = status[len("submitted (") : -1].strip()
     if status in _GAVE_UP:
-        return "empty-patch", False
+        return C.EMPTY_PATCH, False
     if status == "exit_cost" and 0 < call_limit < api_calls:
-        return "step-limit", False
+        return C.STEP_LIMIT, False
     if status in _MODEL_CLASSES:
         return _MODEL_CLASSES[status], False
     if status in _TIMEOUTS:
-        return "agent-timeout", False
+        return C.AGENT_TIMEOUT, False
     if status == "exit_api":
-        return "provider-error", True
+        return C.PROVIDER_ERROR, True
     text = f"{status} {message}".lower()
     if any(word in text for word in _CONTAINER_WORDS):
-        return "container-error", True
+        return C.CONTAINER_ERROR, True
     if any(word in text for word in _PROVIDER_WORDS):
-        return "provider-error", True
-    return "agent-crash", True
+        return C.PROVIDER_ERROR, True
+    return C.AGENT_CRASH, True
 
 
 def run_class(run: SweAgentRun, patch: str | None = None) -> tuple[str, bool]:

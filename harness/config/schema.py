@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.errors import HarnessError
 
 FIXTURES_SLICE = "fixtures"
+DEFAULT_MINI_CONFIG = "swebench.yaml"
 # Credential-like key names (max_tokens and top_k are sampling settings, not secrets).
 SECRET_KEY_NAME = re.compile(
     r"(api[_-]?key|secret|password|passwd|authorization|bearer|(access|auth|api)[_-]?token|^token$|^key$)",
@@ -111,8 +112,9 @@ class Catalog(Strict):
 class AgentLimits(Strict):
     backend: Literal["mini", "sweagent"] = "mini"
     """mini (mini-swe-agent, in-process) or sweagent (SWE-agent 1.1.0 CLI, optional extra); --agent overrides."""
-    mini_config: str = "swebench.yaml"
-    """mini-swe-agent benchmark config whose prompts the agent uses (from minisweagent/config/benchmarks)."""
+    mini_config: str = DEFAULT_MINI_CONFIG
+    """mini-swe-agent config whose prompts the agent uses: a file in the config dir (or an absolute path),
+    else a name from minisweagent/config/benchmarks. Checked when a run starts."""
     step_limit: int = Field(40, ge=1)
     command_timeout_s: int = Field(60, ge=1)
     """Timeout of one shell command inside the container."""

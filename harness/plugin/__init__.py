@@ -1,53 +1,58 @@
-"""pytest plugin: options, markers, the case grid as parametrization, outcome mapping, run summary.
+"""pytest plugin: glue between pytest's hooks and the run lifecycle (harness.run.lifecycle.EvalRun).
 
-Glue only: the grid comes from harness.run.grid, a case runs in harness.run.case, the leaderboard in
-harness.results.leaderboard. Each case runs inside the `case_record` fixture, so an infrastructure failure is a
-pytest *error* while a model outcome is a pass (resolved) or a *failure* (anything else).
+`pytest_configure` builds one EvalRun per process and keeps it in `config.stash`; every other hook is
+a line or two that calls it. Each case runs inside the `case_record` fixture, so an infrastructure
+failure is a pytest *error* while a model outcome is a pass (resolved) or a *failure* (anything else).
+No run state lives in this module.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from harness.config import HarnessConfig
-from harness.config.catalog import parse_model_spec
-from harness.errors import HarnessError
-from harness.results.records import CaseRecord, RunPaths
-from harness.run.grid import Case, build_grid, grids_named_in
-from harness.run.manifest import CpuSampler, new_run_id
+from harness.errors import CaseInfraError, HarnessError
+from harness.outcomes import Outcome
+from harness.plugin.options import add_options, is_eval_session, run_options
+from harness.plugin.reporting import gates_to_junit
+from harness.results.records import CaseRecord
+from harness.run.grid import Case
+from harness.run.lifecycle import CaseClock, EvalRun
 
 CASE_PROP = "harness_case"
-_STATE: dict[str, object] = {}
+RUN_KEY = pytest.StashKey[EvalRun]()
 
 
-class CaseInfraError(Exception):
-    """The case failed for a reason that is not the model's: shown as a pytest error, re-run by --resume."""
+def _run(config: pytest.Config) -> EvalRun | None:
+    return config.stash.get(RUN_KEY, None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from harness.plugin.options import add_options
-
     add_options(parser)
 
 
-def _is_eval_session(config: pytest.Config) -> bool:
-    evals = (config.rootpath / "evals").resolve()
-    for arg in config.args:
-        path = Path(arg.split("::")[0])
-        path = (path if path.is_absolute() else Path(config.invocation_params.dir) / path).resolve()
-        if path == evals or evals in path.parents:
-            return True
-    return False
-
-
-def _is_controller(config: pytest.Config) -> bool:
-    return not hasattr(config, "workerinput")
+def pytest_configure(config: pytest.Config) -> None:
+    if not is_eval_session(config):
+        return
+    if not any(a.startswith("--show-capture") for a in config.invocation_params.args):
+        config.option.showcapture = "no"  # agent and evaluator logs live in each case's artifacts
+    worker_input = getattr(config, "workerinput", None)
+    try:
+        run = EvalRun(
+            run_options(config), worker_run_id=worker_input["harness_run_id"] if worker_input else None
+        )
+        if run.is_controller:
+            _cap_workers(config)
+            if not config.option.collectonly:
+                run.start()
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[RUN_KEY] = run
+    if run.started:
+        config.pluginmanager.register(RunHooks(run), "swebench-harness-run")
 
 
 def _cap_workers(config: pytest.Config) -> None:
@@ -58,117 +63,43 @@ def _cap_workers(config: pytest.Config) -> None:
         config.option.numprocesses = cap
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if not _is_eval_session(config):
-        return
-    if not any(a.startswith("--show-capture") for a in config.invocation_params.args):
-        config.option.showcapture = "no"  # agent and evaluator logs live in each case's artifacts
-    from harness.run.start import check_instances, check_run_id, load_credentials_file, require_sweagent
-
-    try:
-        explicit = config.getoption("--credentials")
-        load_credentials_file(
-            Path(explicit or config.rootpath / "secrets" / "credentials.txt"), bool(explicit)
-        )
-        specs = [parse_model_spec(spec) for spec in config.getoption("--model-spec")]
-        cfg = HarnessConfig(
-            Path(config.getoption("--harness-config") or config.rootpath / "config"), extra_models=specs
-        )
-        models_opt = config.getoption("--models")
-        models = [m.strip() for m in models_opt.split(",") if m.strip()] if models_opt else None
-        cases = build_grid(cfg, models=models, attempts=config.getoption("--attempts"))
-        check_instances(cfg)
-        _check_numbers(config)
-        backend = config.getoption("--agent") or cfg.agent.agent.backend
-        _STATE.update(cfg=cfg, cases=cases, backend=backend, failures={"model": 0, "infra": 0, "other": 0})
-        if backend == "sweagent" and not config.option.collectonly:
-            require_sweagent()
-        if _is_controller(config):
-            _cap_workers(config)
-            run_id = check_run_id(
-                config.getoption("--resume") or config.getoption("--run-id") or new_run_id()
-            )
-            _STATE["run_id"] = run_id
-            if not config.option.collectonly:
-                _start_run(config, cfg, run_id)
-        else:
-            _STATE["run_id"] = config.workerinput["harness_run_id"]  # type: ignore[attr-defined]
-    except HarnessError as e:
-        raise pytest.UsageError(str(e)) from None
-
-
-def _check_numbers(config: pytest.Config) -> None:
-    if config.getoption("--infra-retries") < 0:
-        raise HarnessError(f"--infra-retries {config.getoption('--infra-retries')}: use 0 or more")
-    workers = config.getoption("--eval-workers")
-    if workers is not None and workers < 1:
-        raise HarnessError(f"--eval-workers {workers}: use 1 or more evaluation slots")
-
-
-def _start_run(config: pytest.Config, cfg: HarnessConfig, run_id: str) -> None:
-    from harness.run.preflight import selected_cases
-    from harness.run.start import check_dataset, open_run, preflight_lines
-
-    paths = RunPaths(_runs_dir(config), run_id)
-    active = grids_named_in(config.option.markexpr, list(cfg.agent.grids))
-    dataset_notes = check_dataset(
-        cfg, selected_cases(_STATE["cases"], active), config.getoption("--dataset-source")
-    )  # type: ignore[arg-type]
-    runtime, notes = open_run(
-        cfg, paths, resume=bool(config.getoption("--resume")), argv=list(config.invocation_params.args)
-    )
-    check = config.getoption("--check-models") != "no"
-    _STATE["preflight"] = dataset_notes + notes + preflight_lines(cfg, _STATE["cases"], active, paths, check)  # type: ignore[arg-type]
-    sampler = CpuSampler()
-    sampler.start()
-    _STATE.update(paths=paths, sampler=sampler, runtime=runtime)
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"swebench-harness: {line}" for line in _STATE.get("preflight", [])]  # type: ignore[union-attr]
-
-
-def _first_set(value, default):
-    return default if value is None else value
-
-
-def _runs_dir(config: pytest.Config) -> Path:
-    return Path(config.getoption("--runs-dir") or config.rootpath / "runs").resolve()
+    run = _run(config)
+    return [f"swebench-harness: {line}" for line in run.header] if run else []
 
 
 def pytest_configure_node(node) -> None:  # xdist hook: hand the run id to each worker
-    node.workerinput["harness_run_id"] = _STATE.get("run_id", "")
+    node.workerinput["harness_run_id"] = _run(node.config).run_id
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "case" not in metafunc.fixturenames or "cases" not in _STATE:
+    run = _run(metafunc.config)
+    if run is None or "case" not in metafunc.fixturenames:
         return
-    cases: list[Case] = _STATE["cases"]  # type: ignore[assignment]
-    cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
-    timeout = pytest.mark.timeout(cfg.agent.agent.case_timeout_s)
-    params = [
-        pytest.param(c, id=c.case_id, marks=[timeout, *(getattr(pytest.mark, g) for g in c.grids)])
-        for c in cases
-    ]
-    metafunc.parametrize("case", params)
+    timeout = pytest.mark.timeout(run.cfg.agent.agent.case_timeout_s)
+    marks = [(c, [timeout, *(getattr(pytest.mark, g) for g in c.grids)]) for c in run.cases]
+    metafunc.parametrize("case", [pytest.param(c, id=c.case_id, marks=m) for c, m in marks])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--resume: cases with a model outcome on disk are deselected before anything runs."""
+    run = _run(config)
+    finished = run.finished_case_ids() if run else set()
+    done = [item for item in items if _case_of(item) is not None and _case_of(item).case_id in finished]
+    if done:
+        config.hook.pytest_deselected(items=done)
+        items[:] = [item for item in items if item not in done]
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec else None
+    return case if isinstance(case, Case) else None
 
 
 @pytest.fixture(scope="session")
 def harness_run(request: pytest.FixtureRequest):
-    from harness.run.context import RunContext
-
-    config = request.config
-    cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
-    ctx = RunContext(
-        cfg,
-        str(_STATE["run_id"]),
-        _runs_dir(config),
-        namespace=config.getoption("--image-namespace"),
-        eval_workers=_first_set(config.getoption("--eval-workers"), cfg.agent.evaluation.workers),
-        dataset_source=config.getoption("--dataset-source"),
-        active_grids=grids_named_in(config.option.markexpr, list(cfg.agent.grids)),
-        backend=_STATE["backend"],  # type: ignore[arg-type]
-    )
+    ctx = _run(request.config).context()
     yield ctx
     ctx.close()
 
@@ -176,25 +107,17 @@ def harness_run(request: pytest.FixtureRequest):
 @pytest.fixture
 def case_record(case: Case, harness_run, request: pytest.FixtureRequest) -> CaseRecord:
     """Run the case (agent + official evaluation) and return its record; infra failures raise here (pytest error)."""
-    from harness.run.case import execute_case, timeout_record
-
-    started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
+    run, clock = _run(request.config), CaseClock()
     try:
-        if case.split == "fixtures" and case.model_id != "empty":
-            harness_run.ensure_fixture_images()
-        record = execute_case(harness_run, case, infra_retries=request.config.getoption("--infra-retries"))
-    except HarnessError as e:
-        raise CaseInfraError(str(e)) from None
+        record = run.run_case(harness_run, case)
     except pytest.fail.Exception as e:  # pytest-timeout's whole-case limit fires inside the case
         if "Timeout" not in str(e):
             raise
-        record = timeout_record(
-            harness_run, case, f"case timeout: {str(e).splitlines()[0]}", started=started, t0=t0
-        )
+        record = run.case_timed_out(harness_run, case, str(e).splitlines()[0], clock)
     request.node.user_properties.extend(_case_properties(record).items())
-    if record.outcome == "error":
+    if record.outcome == Outcome.ERROR:
         raise CaseInfraError(f"{record.outcome_class}: {record.message}")
-    if record.outcome == "skipped":
+    if record.outcome == Outcome.SKIPPED:
         pytest.skip(f"{record.outcome_class}: {record.message}")
     return record
 
@@ -203,7 +126,7 @@ def _case_properties(record: CaseRecord) -> dict[str, object]:
     return {
         CASE_PROP: record.case_id,
         "run_id": record.run_id,
-        "outcome": record.outcome,
+        "outcome": str(record.outcome),
         "outcome_class": record.outcome_class,
         "agent_wall_s": record.agent_wall_s,
         "eval_queue_wait_s": record.eval_queue_wait_s,
@@ -211,24 +134,6 @@ def _case_properties(record: CaseRecord) -> dict[str, object]:
         "patch_sha256": record.patch_sha256,
         "infra_retries": record.infra_retries,
     }
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--resume: cases with a model outcome on disk are deselected before anything runs."""
-    run_id = config.getoption("--resume") if "cases" in _STATE else None
-    if not run_id:
-        return
-    from harness.results.records import finished_case_ids
-
-    finished = finished_case_ids(RunPaths(_runs_dir(config), str(run_id)))
-    keep, done = [], []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("case") if callspec else None
-        (done if isinstance(case, Case) and case.case_id in finished else keep).append(item)
-    if done:
-        config.hook.pytest_deselected(items=done)
-        items[:] = keep
 
 
 @pytest.hookimpl(wrapper=True)
@@ -240,81 +145,44 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "failures" not in _STATE or not report.failed:
-        return
-    failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
-    props = dict(report.user_properties)
-    if CASE_PROP in props and report.when == "call":
-        failures["model"] += 1
-    elif (
-        CASE_PROP in props
-        or report.when == "setup"
-        and "[" in report.nodeid
-        and "test_swebench" in report.nodeid
-    ):
-        failures["infra"] += 1
-    else:
-        failures["other"] += 1
+class RunHooks:
+    """The controller's per-run hooks, registered as a plugin object in pytest_configure (as xdist's DSession
+    is): failure counting, finish, JUnit redaction and the closing summary, each delegating to the EvalRun."""
 
+    def __init__(self, run: EvalRun):
+        self.run = run
 
-@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: gate testcases go into it
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
-    if paths is None or not _is_controller(session.config):
-        return
-    from harness.run.context import open_ledger
-    from harness.run.finish import finish_run, load_compare_run
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A case's call phase failing is a model outcome, its setup failing an infra error, the rest other."""
+        if not report.failed:
+            return
+        is_case = CASE_PROP in dict(report.user_properties)
+        if is_case and report.when == "call":
+            self.run.failures.model += 1
+        elif is_case or (
+            report.when == "setup" and "[" in report.nodeid and "test_swebench" in report.nodeid
+        ):
+            self.run.failures.infra += 1
+        else:
+            self.run.failures.other += 1
 
-    config = session.config
-    cfg: HarnessConfig = _STATE["cfg"]  # type: ignore[assignment]
-    sampler: CpuSampler = _STATE["sampler"]  # type: ignore[assignment]
-    try:
-        compare = load_compare_run(paths.runs_dir, config.getoption("--compare-to"))
-        summary = finish_run(
-            paths,
-            cfg,
-            active_grids=grids_named_in(config.option.markexpr, list(cfg.agent.grids)),
-            cpu_samples=sampler.stop(),
-            exitstatus=int(exitstatus),
-            compare_to=compare,
-            budget=open_ledger(cfg, paths.runs_dir, paths.run_id).summary(),
-            runtime=_STATE.get("runtime"),  # type: ignore[arg-type]
-        )
-    except HarnessError as e:
-        session.exitstatus = pytest.ExitCode.USAGE_ERROR
-        _STATE["end_error"] = str(e)
-        return
-    _STATE["summary"] = summary
-    from harness.plugin.reporting import gates_to_junit
+    @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: gate testcases go into it
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.run.finish(int(exitstatus))
+        if self.run.summary is not None:
+            gates_to_junit(session.config, self.run.summary.gates)
+        session.exitstatus = self.run.exit_status(int(exitstatus))
 
-    gates_to_junit(config, summary.gates)
-    failures: dict[str, int] = _STATE["failures"]  # type: ignore[assignment]
-    if exitstatus == pytest.ExitCode.TESTS_FAILED and failures["infra"] == 0 and failures["other"] == 0:
-        session.exitstatus = pytest.ExitCode.OK  # unresolved cases are results, not a failed run
-    if summary.failed_gates and not config.getoption("--no-gates"):
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """pytest wrote the JUnit file in its sessionfinish; redact secrets from it too."""
+        xmlpath = getattr(config.option, "xmlpath", None)
+        if xmlpath and Path(xmlpath).is_file():
+            from harness.infra.secrets import redact_file
 
+            redact_file(Path(xmlpath))
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """pytest wrote the JUnit file in its sessionfinish; redact secrets from it too."""
-    xmlpath = getattr(config.option, "xmlpath", None)
-    if xmlpath and "paths" in _STATE and _is_controller(config) and Path(xmlpath).is_file():
-        from harness.infra.secrets import redact_file
-
-        redact_file(Path(xmlpath))
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    from harness.plugin.reporting import summary_lines
-
-    if "end_error" in _STATE:
-        terminalreporter.write_line(f"ERROR: {_STATE['end_error']}")
-    paths: RunPaths | None = _STATE.get("paths")  # type: ignore[assignment]
-    summary = _STATE.get("summary")
-    if paths is None or summary is None:
-        return
-    terminalreporter.write_sep("=", f"swebench-harness leaderboard (run {paths.run_id})")
-    infra = _STATE["failures"]["infra"]  # type: ignore[index]
-    for line in summary_lines(summary, paths, infra):  # type: ignore[arg-type]
-        terminalreporter.write_line(line)
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.run.summary is not None:
+            terminalreporter.write_sep("=", f"swebench-harness leaderboard (run {self.run.run_id})")
+        for line in self.run.summary_lines():
+            terminalreporter.write_line(line)

@@ -1,8 +1,13 @@
-"""The harness's pytest command-line options, in one group (`pytest --help`, section swebench-harness)."""
+"""The harness's pytest command-line options, in one group (`pytest --help`, section swebench-harness),
+and their translation into the pytest-free RunOptions of harness.run.lifecycle."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from harness.run.lifecycle import RunOptions
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -69,4 +74,44 @@ def add_options(parser: pytest.Parser) -> None:
         default="auto",
         choices=["auto", "snapshot", "hf"],
         help="SWE-bench Lite rows: HF at the locked revision, or the offline snapshot",
+    )
+
+
+def is_eval_session(config: pytest.Config) -> bool:
+    """True when pytest was pointed at evals/ (the harness's own tests/ run without a run lifecycle)."""
+    evals = (config.rootpath / "evals").resolve()
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = (path if path.is_absolute() else Path(config.invocation_params.dir) / path).resolve()
+        if path == evals or evals in path.parents:
+            return True
+    return False
+
+
+def run_options(config: pytest.Config) -> RunOptions:
+    """The harness's options of this pytest invocation, as the pytest-free RunOptions."""
+    get, root = config.getoption, config.rootpath
+    credentials = get("--credentials")
+    models = get("--models")
+    return RunOptions(
+        config_dir=Path(get("--harness-config") or root / "config"),
+        runs_dir=Path(get("--runs-dir") or root / "runs").resolve(),
+        credentials=Path(credentials or root / "secrets" / "credentials.txt"),
+        credentials_explicit=bool(credentials),
+        model_specs=tuple(get("--model-spec")),
+        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
+        attempts=get("--attempts"),
+        agent=get("--agent"),
+        run_id=get("--run-id"),
+        resume=get("--resume"),
+        infra_retries=get("--infra-retries"),
+        eval_workers=get("--eval-workers"),
+        image_namespace=get("--image-namespace"),
+        dataset_source=get("--dataset-source"),
+        check_models=get("--check-models"),
+        compare_to=get("--compare-to"),
+        no_gates=bool(get("--no-gates")),
+        markexpr=config.option.markexpr or "",
+        argv=tuple(config.invocation_params.args),
+        collect_only=bool(config.option.collectonly),
     )

@@ -69,6 +69,7 @@ def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTas
         if model.kind == "litellm"
         else None,
         retry=ctx.cfg.agent.retries,
+        mini_config=str(ctx.mini_config),
         reserve_call=(lambda: ctx.ledger.reserve_call(model.provider or model.id, case.case_id))
         if model.kind == "litellm"
         else None,

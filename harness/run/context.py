@@ -151,6 +151,13 @@ class RunContext:
         self._fixture_images_ready = True
 
     @property
+    def mini_config(self) -> Path:
+        """agent.mini_config as a file (checked when the run was configured)."""
+        from harness.agents.mini import mini_config_path
+
+        return mini_config_path(self.cfg.agent.agent.mini_config, self.cfg.dir)
+
+    @property
     def ledger(self):
         """The cross-process budget ledger (runs/.budget-ledger.sqlite: daily quotas span runs)."""
         if self._ledger is None:

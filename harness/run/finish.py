@@ -14,8 +14,8 @@ from harness.config import HarnessConfig
 from harness.infra.containers import Runtime, remove_labelled_containers
 from harness.infra.secrets import redact_tree
 from harness.outcomes import Outcome
-from harness.results.gates import GateResult, evaluate_gates
-from harness.results.leaderboard import build_leaderboard
+from harness.results.gates import GateResult, evaluate_gates, format_gates
+from harness.results.leaderboard import build_leaderboard, format_table
 from harness.results.records import CaseRecord, RunPaths, load_records, write_predictions
 from harness.run.manifest import finish_manifest
 
@@ -82,3 +82,29 @@ def finish_run(
         if rec.outcome == Outcome.SKIPPED:
             skips[rec.outcome_class] = skips.get(rec.outcome_class, 0) + 1
     return RunSummary(records, rows, gates, skips, unreadable)
+
+
+SKIP_HINTS = {
+    "no-credentials": " - put the provider's key in secrets/credentials.txt (README: credentials)",
+    "unavailable": " - the provider does not list the model; check `python -m harness models check`",
+    "budget": " - a call quota or USD cap was reached (config/model_catalog.yaml providers, sweagent.yaml budgets)",
+}
+
+
+def summary_lines(summary: RunSummary, paths: RunPaths, infra_errors: int) -> list[str]:
+    """The leaderboard table, where the files are, the gates, skips, unreadable records, infra errors."""
+    lines = [
+        format_table(summary.rows),
+        f"records: {paths.cases}  leaderboard: {paths.leaderboard_csv} (+ .html)",
+    ]
+    lines += format_gates([g for g in summary.gates if g.status != "not-applicable"])
+    lines += [
+        f"{n} case(s) skipped: {cls}" + SKIP_HINTS.get(cls, "") for cls, n in sorted(summary.skips.items())
+    ]
+    lines += [f"unreadable record left in place (not counted): {path}" for path in summary.unreadable]
+    if infra_errors:
+        lines.append(
+            f"{infra_errors} case(s) hit infrastructure errors (not the model's fault); "
+            f"see the records, then re-run them with --resume {paths.run_id}"
+        )
+    return lines

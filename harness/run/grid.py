@@ -87,9 +87,43 @@ def build_grid(
     ]
 
 
-def grids_named_in(markexpr: str, grid_names: list[str]) -> frozenset[str]:
-    """The grids a `-m` expression names (`i3`, `i1 and not demo` -> {i1, demo}); used to pick limits."""
-    import re
+def cases_selected_by(markexpr: str, cases: list[Case]) -> list[Case]:
+    """The cases a `-m` expression selects, evaluated the way pytest evaluates it on the cases' grid marks.
 
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr or ""))
-    return frozenset(g for g in grid_names if g in words)
+    No expression selects every case. A bad expression is one HarnessError line.
+    """
+    if not (markexpr or "").strip():
+        return list(cases)
+    from _pytest.mark.expression import Expression
+
+    try:
+        expression = Expression.compile(markexpr)
+    except SyntaxError as e:
+        raise HarnessError(
+            f"-m {markexpr!r}: not a mark expression ({e.msg}); e.g. -m i1 or -m 'i1 and not demo'"
+        ) from None
+    return [c for c in cases if expression.evaluate(_marks_matcher(c.grids))]
+
+
+def _marks_matcher(marks: tuple[str, ...]):
+    """pytest's matcher protocol (a name, keyword arguments for marks with arguments: grids have none)."""
+    return lambda name, /, **kwargs: not kwargs and name in marks
+
+
+def grids_selected_by(markexpr: str, cases: list[Case]) -> frozenset[str]:
+    """The grids being run: those whose every case `-m` selects (`-m i1` -> i1, even though i1's cases are
+    also i2's; `-m "not demo"` -> every grid but demo). When no grid is selected whole (`-m "i1 and i3"`),
+    the grids of the selected cases.
+
+    No expression names no grid (empty set): limits fall back to each case's smallest, and only gates for
+    "all" grids apply, as for a plain `pytest evals`.
+    """
+    if not (markexpr or "").strip():
+        return frozenset()
+    selected = {c.case_id for c in cases_selected_by(markexpr, cases)}
+    by_grid: dict[str, set[str]] = {}
+    for c in cases:
+        for g in c.grids:
+            by_grid.setdefault(g, set()).add(c.case_id)
+    whole = frozenset(g for g, ids in by_grid.items() if ids <= selected)
+    return whole or frozenset(g for g, ids in by_grid.items() if ids & selected)

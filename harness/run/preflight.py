@@ -16,11 +16,6 @@ from harness.results.records import RunPaths, write_json_atomic
 from harness.run.grid import Case
 
 
-def selected_cases(cases: list[Case], active_grids: frozenset[str]) -> list[Case]:
-    """Cases of the grids named by -m (all cases when none is named; -k is not known here)."""
-    return [c for c in cases if not active_grids or active_grids & set(c.grids)]
-
-
 def selected_models(cfg: HarnessConfig, cases: list[Case]) -> list[ModelEntry]:
     ids = {c.model_id for c in cases}
     return [m for m in cfg.catalog.models if m.id in ids]

@@ -26,7 +26,7 @@ def load_credentials_file(path: Path, explicit: bool) -> None:
 
 
 def require_sweagent() -> None:
-    from harness.agents.sweagent import sweagent_problem
+    from harness.agents.sweagent_inputs import sweagent_problem
 
     if (problem := sweagent_problem()) is not None:
         raise HarnessError(
@@ -104,17 +104,11 @@ def recover_interrupted(paths: RunPaths) -> list[str]:
 
 
 def preflight_lines(
-    cfg: HarnessConfig, cases: list[Case], active: frozenset[str], paths: RunPaths, check_models: bool
+    cfg: HarnessConfig, selected: list[Case], paths: RunPaths, check_models: bool
 ) -> list[str]:
-    from harness.run.preflight import (
-        check_availability,
-        credential_lines,
-        estimate_lines,
-        selected_cases,
-        selected_models,
-    )
+    """Credentials, cost estimate and provider availability of the models of the selected cases."""
+    from harness.run.preflight import check_availability, credential_lines, estimate_lines, selected_models
 
-    selected = selected_cases(cases, active)
     models = selected_models(cfg, selected)
     lines = credential_lines(cfg, models) + estimate_lines(cfg, selected, models)
     return lines + (check_availability(cfg, models, paths) if check_models else [])

@@ -1,0 +1,214 @@
+"""The run lifecycle: one `EvalRun` per process owns a run from configure to summary.
+
+In the spirit of pytest-xdist's DSession and pytest-benchmark's BenchmarkSession: the pytest plugin
+builds one in `pytest_configure`, keeps it in `config.stash`, and each hook calls one of its methods.
+Nothing here imports pytest: `RunOptions` carries what the command line said, so the whole lifecycle
+(configure, start, run a case, finish, summary) runs and is tested without pytest.
+
+Controller and xdist workers both configure (config, grid, credentials); only the controller starts
+the run (run folder, manifest, pre-flight, CPU sampler) and finishes it (records -> leaderboard, gates).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.config import HarnessConfig
+from harness.config.catalog import parse_model_spec
+from harness.errors import CaseInfraError, HarnessError
+from harness.results.records import CaseRecord, RunPaths, finished_case_ids
+from harness.run.grid import Case, build_grid, cases_selected_by, grids_selected_by
+from harness.run.manifest import CpuSampler, new_run_id
+
+if TYPE_CHECKING:
+    from harness.infra.containers import Runtime
+    from harness.run.context import RunContext
+    from harness.run.finish import RunSummary
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line asked for (harness.plugin.options turns pytest's options into this)."""
+
+    config_dir: Path
+    runs_dir: Path
+    credentials: Path
+    credentials_explicit: bool = False
+    model_specs: tuple[str, ...] = ()
+    models: tuple[str, ...] | None = None
+    attempts: int | None = None
+    agent: str | None = None
+    run_id: str | None = None
+    resume: str | None = None
+    infra_retries: int = 0
+    eval_workers: int | None = None
+    image_namespace: str = "swebench"
+    dataset_source: str = "auto"
+    check_models: str = "auto"
+    compare_to: str | None = None
+    no_gates: bool = False
+    markexpr: str = ""
+    argv: tuple[str, ...] = ()
+    collect_only: bool = False
+
+
+@dataclass
+class FailureCounts:
+    """pytest failures seen by the controller: model outcomes, infra errors, anything else (a harness bug)."""
+
+    model: int = 0
+    infra: int = 0
+    other: int = 0
+
+
+@dataclass
+class CaseClock:
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    t0: float = field(default_factory=time.monotonic)
+
+
+class EvalRun:
+    """One run as seen by one process. Raises HarnessError (one line) for anything the user can fix."""
+
+    def __init__(self, options: RunOptions, *, worker_run_id: str | None = None):
+        from harness.run.start import check_instances, check_run_id, load_credentials_file, require_sweagent
+
+        self.options = options
+        self.is_controller = worker_run_id is None
+        load_credentials_file(options.credentials, options.credentials_explicit)
+        specs = [parse_model_spec(spec) for spec in options.model_specs]
+        self.cfg = HarnessConfig(options.config_dir, extra_models=specs)
+        models = list(options.models) if options.models else None
+        self.cases: list[Case] = build_grid(self.cfg, models=models, attempts=options.attempts)
+        self.selected = cases_selected_by(options.markexpr, self.cases)
+        """The cases -m selects (-k is applied by pytest later; pre-flight counts these)."""
+        self.active_grids = grids_selected_by(options.markexpr, self.cases)
+        check_instances(self.cfg)
+        _check_numbers(options)
+        self.backend = options.agent or self.cfg.agent.agent.backend
+        if self.backend == "sweagent" and not options.collect_only:
+            require_sweagent()
+        if self.backend == "mini":
+            from harness.agents.mini import mini_config_path
+
+            mini_config_path(self.cfg.agent.agent.mini_config, self.cfg.dir)
+        self.run_id = check_run_id(worker_run_id or options.resume or options.run_id or new_run_id())
+        self.paths = RunPaths(options.runs_dir, self.run_id)
+        self.failures = FailureCounts()
+        self.header: list[str] = []
+        self.started = False
+        self.summary: RunSummary | None = None
+        self.end_error: str | None = None
+        self._sampler: CpuSampler | None = None
+        self._runtime: Runtime | None = None
+
+    # -- start (controller) -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the dataset, open the run folder (or resume it), pre-flight the models, sample the CPU."""
+        from harness.run.start import check_dataset, open_run, preflight_lines
+
+        notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
+        self._runtime, opened = open_run(
+            self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
+        )
+        check = self.options.check_models != "no"
+        self.header = notes + opened + preflight_lines(self.cfg, self.selected, self.paths, check)
+        self._sampler = CpuSampler()
+        self._sampler.start()
+        self.started = True
+
+    def finished_case_ids(self) -> set[str]:
+        """Cases of a resumed run that already have a model outcome (deselected before anything runs)."""
+        return finished_case_ids(self.paths) if self.options.resume else set()
+
+    # -- cases (every process) ----------------------------------------------------------------------
+
+    def context(self) -> RunContext:
+        """This process's RunContext (runtime, rows, ledger, scripted server), made lazily on first use."""
+        from harness.run.context import RunContext
+
+        workers = self.options.eval_workers
+        return RunContext(
+            self.cfg,
+            self.run_id,
+            self.options.runs_dir,
+            namespace=self.options.image_namespace,
+            eval_workers=self.cfg.agent.evaluation.workers if workers is None else workers,
+            dataset_source=self.options.dataset_source,
+            active_grids=self.active_grids,
+            backend=self.backend,
+        )
+
+    def run_case(self, ctx: RunContext, case: Case) -> CaseRecord:
+        """One case end to end; its record is on disk when this returns. Infra trouble raises CaseInfraError."""
+        from harness.run.case import execute_case
+
+        try:
+            if case.split == "fixtures" and case.model_id != "empty":
+                ctx.ensure_fixture_images()
+            return execute_case(ctx, case, infra_retries=self.options.infra_retries)
+        except HarnessError as e:
+            raise CaseInfraError(str(e)) from None
+
+    def case_timed_out(self, ctx: RunContext, case: Case, message: str, clock: CaseClock) -> CaseRecord:
+        """The record of a case stopped by the whole-case limit (an infra error, re-run by --resume)."""
+        from harness.run.case import timeout_record
+
+        return timeout_record(ctx, case, f"case timeout: {message}", started=clock.started, t0=clock.t0)
+
+    # -- finish and summary (controller) ------------------------------------------------------------
+
+    def finish(self, exitstatus: int) -> None:
+        """Records -> predictions, leaderboard, gates, manifest; a HarnessError here is kept as end_error."""
+        if not self.started:
+            return
+        from harness.run.context import open_ledger
+        from harness.run.finish import finish_run, load_compare_run
+
+        samples = self._sampler.stop() if self._sampler else []
+        try:
+            self.summary = finish_run(
+                self.paths,
+                self.cfg,
+                active_grids=self.active_grids,
+                cpu_samples=samples,
+                exitstatus=exitstatus,
+                compare_to=load_compare_run(self.paths.runs_dir, self.options.compare_to),
+                budget=open_ledger(self.cfg, self.paths.runs_dir, self.run_id).summary(),
+                runtime=self._runtime,
+            )
+        except HarnessError as e:
+            self.end_error = str(e)
+
+    def exit_status(self, pytest_status: int) -> int:
+        """Unresolved cases are results, not a failed run: the gates decide (1 = tests failed, 4 = usage)."""
+        if self.end_error is not None:
+            return 4
+        if self.summary is None:
+            return pytest_status
+        status = pytest_status
+        if pytest_status == 1 and self.failures.infra == 0 and self.failures.other == 0:
+            status = 0
+        if self.summary.failed_gates and not self.options.no_gates:
+            status = 1
+        return status
+
+    def summary_lines(self) -> list[str]:
+        from harness.run.finish import summary_lines
+
+        lines = [f"ERROR: {self.end_error}"] if self.end_error else []
+        if self.summary is None:
+            return lines
+        return lines + summary_lines(self.summary, self.paths, self.failures.infra)
+
+
+def _check_numbers(options: RunOptions) -> None:
+    if options.infra_retries < 0:
+        raise HarnessError(f"--infra-retries {options.infra_retries}: use 0 or more")
+    if options.eval_workers is not None and options.eval_workers < 1:
+        raise HarnessError(f"--eval-workers {options.eval_workers}: use 1 or more evaluation slots")

@@ -1,0 +1,67 @@
+"""harness.run.lifecycle: a whole run (configure, start, cases, finish, summary) driven without pytest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.run.lifecycle import EvalRun, RunOptions
+from tests.conftest import ROOT
+
+
+def _options(tmp_path, **over) -> RunOptions:
+    fields = dict(
+        config_dir=ROOT / "config",
+        runs_dir=tmp_path / "runs",
+        credentials=tmp_path / "no-credentials.txt",
+        models=("gold", "empty"),
+        markexpr="demo",
+        run_id="lifecycle-run",
+        check_models="no",
+    )
+    fields.update(over)
+    return RunOptions(**fields)
+
+
+@pytest.mark.containers
+def test_a_run_end_to_end_without_pytest(tmp_path, fixture_images):
+    run = EvalRun(_options(tmp_path))
+    assert run.is_controller and run.active_grids == {"demo"} and len(run.selected) == 6
+    run.start()
+    ctx = run.context()
+    try:
+        records = [run.run_case(ctx, case) for case in run.selected]
+    finally:
+        ctx.close()
+    run.finish(0)
+    assert {(r.model_id, r.outcome) for r in records} == {("gold", "resolved"), ("empty", "unresolved")}
+    assert run.summary is not None and {row["model"] for row in run.summary.rows} == {"gold", "empty"}
+    assert run.exit_status(1) == 0  # unresolved cases alone do not fail a run
+    manifest = json.loads((tmp_path / "runs" / "lifecycle-run" / "manifest.json").read_text())
+    assert manifest["cases"] == 6 and manifest["grids"] == ["demo"]
+    assert any("leaderboard" in line for line in run.summary_lines())
+
+
+def test_a_worker_takes_the_controllers_run_id_and_does_not_start(tmp_path):
+    run = EvalRun(_options(tmp_path), worker_run_id="from-controller")
+    assert not run.is_controller and run.run_id == "from-controller" and not run.started
+    run.finish(0)  # a worker never finishes a run
+    assert run.summary is None and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("over", "words"),
+    [
+        ({"infra_retries": -1}, "--infra-retries -1"),
+        ({"eval_workers": 0}, "--eval-workers 0"),
+        ({"run_id": "../x"}, "use letters, digits"),
+        ({"models": ("nope",)}, "unknown model id 'nope'"),
+        ({"markexpr": "demo or"}, "not a mark expression"),
+    ],
+)
+def test_bad_options_are_one_harness_error(tmp_path, over, words):
+    with pytest.raises(HarnessError, match=words.replace("(", r"\(")) as info:
+        EvalRun(_options(tmp_path, **over))
+    assert "\n" not in str(info.value)
