@@ -50,6 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
 
+    cal = sub.add_parser(
+        "calibrate", help="gold R times + a no-op patch once per instance: stable, flaky or broken here"
+    )
+    cal.add_argument("-m", dest="grid", required=True, help="grid (mark expression) whose instances to check")
+    cal.add_argument("--repeats", type=int, default=3, help="gold runs per instance (default 3)")
+    cal.add_argument("--instances", default=None, help="ID[,ID...]: only these instances of the grid")
+    cal.add_argument(
+        "--runs-dir", type=Path, default=None, help="where the evidence run goes (default: runs/)"
+    )
+    cal.add_argument("--run-id", default=None, help="evidence run id (default: calibrate-<UTC time>)")
+    cal.add_argument(
+        "--image-namespace", default="swebench", help="as for pytest evals (fixtures: localhost)"
+    )
+    cal.add_argument("--dataset-source", default="auto", choices=["auto", "snapshot", "hf"])
+    cal.add_argument("--no-quarantine-update", action="store_true", help="report only; leave quarantine.yaml")
+
     board = sub.add_parser("leaderboard", help="rebuild a run's leaderboard and predictions from its records")
     board.add_argument("run_dir", type=Path, help="runs/<run_id>")
     board.add_argument("--version", default=None, help="v0..v3 (config/leaderboard_columns.yaml; default v3)")
@@ -164,6 +180,31 @@ def _leaderboard(args: argparse.Namespace, config_dir: Path) -> str:
     )
 
 
+def _calibrate(args: argparse.Namespace, root: Path, config_dir: Path) -> tuple[str, int]:
+    from datetime import UTC, datetime
+
+    from harness.run.calibrate import calibrate, update_quarantine
+    from harness.run.lifecycle import RunOptions
+
+    options = RunOptions(
+        config_dir=config_dir,
+        runs_dir=(args.runs_dir or root / "runs").resolve(),
+        credentials=root / "secrets" / "credentials.txt",
+        run_id=args.run_id or "calibrate-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+        markexpr=args.grid,
+        image_namespace=args.image_namespace,
+        dataset_source=args.dataset_source,
+        argv=tuple(sys.argv),
+    )
+    wanted = [i.strip() for i in args.instances.split(",") if i.strip()] if args.instances else None
+    run, verdicts = calibrate(options, args.repeats, instances=wanted)
+    lines = [v.line() for v in verdicts] + [f"evidence run: {run.paths.root}"]
+    if not args.no_quarantine_update:
+        kept = update_quarantine(config_dir / "quarantine.yaml", verdicts, run)
+        lines.append(f"quarantine: {len(kept)} instance(s) in {config_dir / 'quarantine.yaml'}")
+    return "\n".join(lines), int(any(v.verdict == "error" for v in verdicts))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = project_root()
@@ -177,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             out = _models(args, config_dir)
         elif args.command == "gates":
             out, code = _gates(args, config_dir)
+            print(out)
+            return code
+        elif args.command == "calibrate":
+            out, code = _calibrate(args, root, config_dir)
             print(out)
             return code
         elif args.command == "compare":

@@ -33,6 +33,8 @@ class OutcomeClass(StrEnum):
     FORMAT_ERRORS = "format-errors"
     COST_LIMIT = "cost-limit"
     CONTEXT_LIMIT = "context-limit"
+    INTEGRITY_FLAGGED = "integrity-flagged"
+    """--strict-integrity: the patch carries an integrity flag (harness.infra.integrity)."""
     # infrastructure errors
     PROVIDER_ERROR = "provider-error"
     """Provider retries exhausted (429/5xx/resets)."""
@@ -50,6 +52,8 @@ class OutcomeClass(StrEnum):
     BUDGET = "budget"
     NO_CREDENTIALS = "no-credentials"
     EXCLUDED = "excluded"
+    NO_PREDICTION = "no-prediction"
+    """--predictions: the file has no patch for this instance and attempt."""
 
 
 C = OutcomeClass
@@ -67,6 +71,7 @@ MODEL_CLASSES: frozenset[OutcomeClass] = frozenset(
         C.FORMAT_ERRORS,
         C.COST_LIMIT,
         C.CONTEXT_LIMIT,
+        C.INTEGRITY_FLAGGED,
     }
 )
 INFRA_CLASSES: frozenset[OutcomeClass] = frozenset(
@@ -80,7 +85,9 @@ INFRA_CLASSES: frozenset[OutcomeClass] = frozenset(
         C.CASE_TIMEOUT,
     }
 )
-SKIP_CLASSES: frozenset[OutcomeClass] = frozenset({C.UNAVAILABLE, C.BUDGET, C.NO_CREDENTIALS, C.EXCLUDED})
+SKIP_CLASSES: frozenset[OutcomeClass] = frozenset(
+    {C.UNAVAILABLE, C.BUDGET, C.NO_CREDENTIALS, C.EXCLUDED, C.NO_PREDICTION}
+)
 
 
 def outcome_of(outcome_class: str) -> Outcome:

@@ -84,7 +84,10 @@ def test_predictions_match_the_records(demo_run):
     _, run_dir, _ = demo_run
     records = _records(run_dir)
     for model in EXPECTED:
-        lines = [json.loads(x) for x in (run_dir / "predictions" / f"{model}.jsonl").read_text().splitlines()]
+        lines = [
+            json.loads(x)
+            for x in (run_dir / "predictions" / model / "attempt-1.jsonl").read_text().splitlines()
+        ]
         assert len(lines) == 3
         for line in lines:
             assert set(line) >= {"instance_id", "model_name_or_path", "model_patch"}

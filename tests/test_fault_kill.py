@@ -96,12 +96,12 @@ def test_resume_after_sigkill_leaves_one_record_per_case(seed, runtime, fixture_
     assert not list(cases.glob("*.running")), when
     assert all(r["outcome"] in ("resolved", "unresolved") for r in records.values()), when
     assert sum(r["outcome"] == "resolved" for r in records.values()) == 5, when
-    for pred_file in (runs / run_id / "predictions").glob("*.jsonl"):
+    for pred_file in (runs / run_id / "predictions").glob("*/*.jsonl"):
         for line in pred_file.read_text().splitlines():
             pred = json.loads(line)
             assert records[pred["case_id"]]["patch"] == pred["model_patch"]
     assert (
-        sum(len(p.read_text().splitlines()) for p in (runs / run_id / "predictions").glob("*.jsonl"))
+        sum(len(p.read_text().splitlines()) for p in (runs / run_id / "predictions").glob("*/*.jsonl"))
         == DEMO_CASES
     )
     left = runtime.run(

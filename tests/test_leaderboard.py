@@ -189,8 +189,12 @@ def test_cli_leaderboard(tmp_path: Path) -> None:
     assert out[-1] == f"written: {paths.leaderboard_csv}, {runs / 'leaderboard.csv'}"
     assert [r["model"] for r in read_csv(paths.leaderboard_csv)] == ["kimi", "glm", "qwen", "empty"]
     assert [r["run_id"] for r in read_csv(runs / "leaderboard.csv")] == ["run-a"] * 4
-    kimi = [json.loads(line) for line in (paths.predictions / "kimi.jsonl").read_text().splitlines()]
-    assert [(p["instance_id"], p["attempt"]) for p in kimi] == [("i1", 1), ("i1", 2), ("i2", 1)]
+    kimi = [
+        json.loads(line)
+        for k in (1, 2)
+        for line in (paths.predictions / "kimi" / f"attempt-{k}.jsonl").read_text().splitlines()
+    ]
+    assert [(p["instance_id"], p["attempt"]) for p in kimi] == [("i1", 1), ("i2", 1), ("i1", 2)]
 
 
 def test_cli_leaderboard_not_a_run(tmp_path: Path) -> None:

@@ -173,14 +173,16 @@ def test_write_predictions(tmp_path: Path) -> None:
         make_record("empty", "pvlib__pvlib-python-1072", 1, "unresolved", "empty-patch", patch=""),
     ]
     written = write_predictions(paths, records)
-    assert written == [paths.predictions / "empty.jsonl", paths.predictions / "kimi-k2-0905.jsonl"]
-    kimi = [json.loads(line) for line in written[1].read_text().splitlines()]
-    assert [(p["instance_id"], p["attempt"]) for p in kimi] == [
-        ("marshmallow-code__marshmallow-1359", 1),
-        ("pydicom__pydicom-1694", 1),
-        ("pydicom__pydicom-1694", 2),
+    kimi_a1, kimi_a2 = (paths.predictions / "kimi-k2-0905" / f"attempt-{k}.jsonl" for k in (1, 2))
+    assert written == [paths.predictions / "empty" / "attempt-1.jsonl", kimi_a1, kimi_a2]
+    first = [json.loads(line) for line in kimi_a1.read_text().splitlines()]
+    second = [json.loads(line) for line in kimi_a2.read_text().splitlines()]
+    assert [p["instance_id"] for p in first] == [
+        "marshmallow-code__marshmallow-1359",
+        "pydicom__pydicom-1694",
     ]
-    for pred in kimi:
+    assert [(p["instance_id"], p["attempt"]) for p in second] == [("pydicom__pydicom-1694", 2)]
+    for pred in first + second:
         assert pred["model_name_or_path"] == "kimi-k2-0905"
         assert pred["model_patch"] == PATCH
         assert pred["run_id"] == "run-1"
@@ -196,7 +198,18 @@ def test_write_predictions(tmp_path: Path) -> None:
             "run_id": "run-1",
         }
     ]
-    assert not (paths.predictions / "glm-4.5.jsonl").exists()  # skipped only: no prediction
+    assert not (paths.predictions / "glm-4.5").exists()  # skipped only: no prediction
+
+
+def test_every_predictions_file_lists_each_instance_at_most_once(tmp_path: Path) -> None:
+    """The official CLI keys predictions by instance_id: one file per model and attempt keeps them all."""
+    paths = RunPaths(tmp_path, "run-1")
+    records = [make_record("m", f"repo__i-{i}", k, "resolved") for i in range(4) for k in (1, 2, 3)]
+    written = write_predictions(paths, records)
+    assert len(written) == 3
+    for path in written:
+        ids = [json.loads(line)["instance_id"] for line in path.read_text().splitlines()]
+        assert sorted(ids) == [f"repo__i-{i}" for i in range(4)]
 
 
 def test_write_predictions_nothing_to_write(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ class AgentTask:
     api_base: str | None = None
     api_key_env: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    attempt: int = 1
     mini_config: str = ""
     """mini-swe-agent benchmark config (a file path; agent.mini_config resolved by agents.mini.mini_config_path)."""
     reserve_call: Callable[[], int] | None = None
@@ -52,6 +53,8 @@ class AgentResult:
     """provider-error, container-error, agent-crash (errors) or unavailable, budget (skips)."""
     traceback: str = ""
     outcome_class: str = ""
+    message: str = ""
+    """A backend's own one-line explanation of its outcome (e.g. the empty baseline's)."""
     """A backend's own model-outcome class for an attempt without a patch (e.g. SWE-agent's context-limit)."""
 
 
@@ -74,7 +77,11 @@ BACKENDS = ("mini", "sweagent")
 
 def runner_for(model: ModelEntry, backend: str = "mini") -> AgentRunner:
     """The runner for `model` under `backend`: gold needs no agent; everything else runs in the chosen agent."""
-    if model.kind == "gold" or (model.kind == "empty" and backend == "mini"):
+    if model.kind == "predictions":
+        from harness.agents.predictions import PredictionsRunner
+
+        return PredictionsRunner()
+    if model.kind in ("gold", "noop") or (model.kind == "empty" and backend == "mini"):
         from harness.agents.baselines import BaselineRunner
 
         return BaselineRunner()

@@ -24,6 +24,8 @@ from harness.config.schema import (
     LeaderboardColumns,
     ModelEntry,
     PricesFile,
+    QuarantineEntry,
+    QuarantineFile,
 )
 from harness.errors import HarnessError
 
@@ -83,10 +85,19 @@ class HarnessConfig:
                 self.slices[grid.instances] = load_yaml_model(config_dir / grid.instances, InstanceSlice)
 
         self.gates = load_gates(config_dir / "gates.yaml")
+        self.quarantine = load_quarantine(self.quarantine_path)
 
     @property
     def lock_path(self) -> Path:
         return self.dir / "dataset.lock"
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.dir / "quarantine.yaml"
+
+    def quarantined(self) -> dict[str, QuarantineEntry]:
+        """Quarantined instances by id (config/quarantine.yaml, written by `python -m harness calibrate`)."""
+        return {entry.instance: entry for entry in self.quarantine}
 
 
 def load_gates(path: Path) -> list[GateSpec]:
@@ -99,3 +110,8 @@ def load_price_overrides(path: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     return {k: v.model_dump() for k, v in load_yaml_model(path, PricesFile).prices.items()}
+
+
+def load_quarantine(path: Path) -> list[QuarantineEntry]:
+    """config/quarantine.yaml; a missing file quarantines nothing."""
+    return load_yaml_model(path, QuarantineFile).instances if path.is_file() else []

@@ -43,7 +43,9 @@ class ModelEntry(Strict):
     """One model of the catalog. `id` is the short id used in case ids, `-k` and file names."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    kind: Literal["gold", "empty", "scripted", "litellm"]
+    kind: Literal["gold", "empty", "noop", "scripted", "litellm", "predictions"]
+    """gold / empty / noop (a patch that changes no code: calibration) need no model; predictions reads
+    patches from `predictions_path` (--predictions); scripted and litellm call an LLM."""
     provider: str | None = None
     """chutes | openrouter | openai-compatible (any vLLM/SGLang/Ollama server: needs api_base)."""
     litellm_id: str | None = None
@@ -59,6 +61,8 @@ class ModelEntry(Strict):
     price_source: str | None = None
     model_kwargs: dict[str, object] = {}
     """Sampling settings passed to the API (temperature, top_p, max_tokens, seed). Never keys."""
+    predictions_path: str | None = None
+    """kind predictions: a SWE-bench predictions file (instance_id, model_patch, optional attempt)."""
 
     @field_validator("model_kwargs")
     @classmethod
@@ -72,6 +76,8 @@ class ModelEntry(Strict):
     def _litellm_needs_id(self) -> ModelEntry:
         if self.kind in ("litellm", "scripted") and not self.litellm_id:
             raise ValueError(f"model {self.id}: kind {self.kind} needs litellm_id")
+        if self.kind == "predictions" and not self.predictions_path:
+            raise ValueError(f"model {self.id}: kind predictions needs predictions_path")
         if self.provider == "openai-compatible" and not self.api_base:
             raise ValueError(f"model {self.id}: provider openai-compatible needs api_base")
         return self
@@ -231,3 +237,20 @@ class GateSpec(Strict):
 
 class GatesFile(Strict):
     gates: list[GateSpec]
+
+
+class QuarantineEntry(Strict):
+    """An instance `python -m harness calibrate` found flaky or broken on the machine that scores."""
+
+    instance: str
+    verdict: Literal["flaky", "broken"]
+    reason: str
+    date: str
+    run_id: str
+    harness_version: str
+    evaluator_version: str
+    flipped_tests: list[str] = []
+
+
+class QuarantineFile(Strict):
+    instances: list[QuarantineEntry] = []

@@ -12,9 +12,11 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness.infra import integrity
 
 
 @dataclass
@@ -27,6 +29,9 @@ class EvalResult:
     log_dir: Path
     report: dict[str, Any] | None = None
     message: str = ""
+    integrity: list[str] = field(default_factory=list)
+    """Flags of harness.infra.integrity (static patch checks and the test command's exit status)."""
+    test_exit_status: int | None = None
 
     @property
     def tests_status(self) -> dict[str, Any] | None:
@@ -97,6 +102,7 @@ def evaluate_patch(
     """Run swebench's `run_instance` on one prediction and classify its result."""
     import docker
     from swebench.harness import run_evaluation
+    from swebench.harness.constants import START_TEST_OUTPUT
     from swebench.harness.test_spec.test_spec import make_test_spec
 
     from harness.demo.fixtures import register_fixture_repos
@@ -107,8 +113,12 @@ def evaluate_patch(
     pred = {"instance_id": row["instance_id"], "model_name_or_path": model_id, "model_patch": patch}
     log_dir = log_root / eval_run_id / model_id.replace("/", "__") / row["instance_id"]
     start = time.monotonic()
+    nonce = integrity.new_nonce()
     try:
         spec = make_test_spec(row, namespace=namespace)
+        spec.eval_script_list = integrity.add_exit_status_probe(
+            spec.eval_script_list, nonce, START_TEST_OUTPUT
+        )
         client = docker.from_env(timeout=max(120, timeout_s))
     except Exception as e:  # no spec for the repo/version, no Docker API: the evaluator could not start
         message = " ".join(f"evaluator could not start: {type(e).__name__}: {e}".split())[:400]
@@ -118,7 +128,22 @@ def evaluate_patch(
         run_evaluation.run_instance(spec, pred, False, False, labelled, eval_run_id, timeout_s)
     finally:
         client.close()
-    return classify_evaluation(row["instance_id"], log_dir, time.monotonic() - start)
+    result = classify_evaluation(row["instance_id"], log_dir, time.monotonic() - start)
+    return check_integrity(result, spec, row, patch, nonce)
+
+
+def check_integrity(result: EvalResult, spec: Any, row: dict, patch: str, nonce: str) -> EvalResult:
+    """Add the integrity flags of an evaluated patch (static checks, then the test command's exit status)."""
+    result.integrity = [str(f) for f in integrity.patch_flags(patch, row.get("test_patch", ""))]
+    output = result.log_dir / "test_output.txt"
+    if result.report is None or not output.is_file():
+        return result
+    from swebench.harness.grading import get_logs_eval
+
+    result.test_exit_status = integrity.test_exit_status(output.read_text(errors="replace"), nonce)
+    status_map, _ = get_logs_eval(spec, str(output))
+    result.integrity += [str(f) for f in integrity.output_flags(result.test_exit_status, status_map)]
+    return result
 
 
 def classify_evaluation(instance_id: str, log_dir: Path, wall_s: float) -> EvalResult:

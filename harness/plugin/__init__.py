@@ -9,6 +9,7 @@ No run state lives in this module.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from harness.run.grid import Case
 from harness.run.lifecycle import CaseClock, EvalRun
 
 CASE_PROP = "harness_case"
+_CASE_ID = re.compile(r"test_swebench\[(.+)\]$")
 RUN_KEY = pytest.StashKey[EvalRun]()
 
 
@@ -151,6 +153,25 @@ class RunHooks:
 
     def __init__(self, run: EvalRun):
         self.run = run
+        self._estimated = False
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Without xdist the controller collects: estimate the cost of exactly the selected cases."""
+        ids = {case.case_id for item in session.items if (case := _case_of(item)) is not None}
+        if ids or session.items:
+            self._estimate(session.config, ids)
+
+    def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
+        """With xdist the workers collect; the first one to finish tells the controller what runs."""
+        if not self._estimated:
+            self._estimate(node.config, {m.group(1) for i in ids if (m := _CASE_ID.search(i))})
+
+    def _estimate(self, config: pytest.Config, case_ids: set[str]) -> None:
+        self._estimated = True
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        for line in self.run.estimate_lines(case_ids):
+            if reporter is not None:
+                reporter.write_line(f"swebench-harness: {line}")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """A case's call phase failing is a model outcome, its setup failing an infra error, the rest other."""

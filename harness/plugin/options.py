@@ -70,6 +70,23 @@ def add_options(parser: pytest.Parser) -> None:
         help="ask providers' /models which models exist before the run (auto: when any has credentials)",
     )
     group.addoption(
+        "--predictions",
+        action="append",
+        default=[],
+        metavar="ID=PATH",
+        help="add model ID whose patches come from a SWE-bench predictions file (repeatable; README)",
+    )
+    group.addoption(
+        "--strict-integrity",
+        action="store_true",
+        help="a patch with an integrity flag (edits tests, forged output) is unresolved (class integrity-flagged)",
+    )
+    group.addoption(
+        "--include-quarantined",
+        action="store_true",
+        help="run and count instances config/quarantine.yaml quarantines (default: skipped as excluded)",
+    )
+    group.addoption(
         "--dataset-source",
         default="auto",
         choices=["auto", "snapshot", "hf"],
@@ -99,6 +116,9 @@ def run_options(config: pytest.Config) -> RunOptions:
         credentials=Path(credentials or root / "secrets" / "credentials.txt"),
         credentials_explicit=bool(credentials),
         model_specs=tuple(get("--model-spec")),
+        predictions=tuple(get("--predictions")),
+        strict_integrity=bool(get("--strict-integrity")),
+        include_quarantined=bool(get("--include-quarantined")),
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
         attempts=get("--attempts"),
         agent=get("--agent"),

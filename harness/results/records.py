@@ -70,14 +70,22 @@ class CaseRecord(BaseModel):
     eval_queue_wait_s: float = 0.0
     eval_wall_s: float = 0.0
     case_wall_s: float = 0.0
+    overhead_s: float = 0.0
+    """Case wall time outside the agent, the evaluation queue and the evaluation (set-up, container start
+    and removal, record writing)."""
     started_at: str = ""
     finished_at: str = ""
     telemetry: Telemetry = Telemetry()
     tests_status: dict[str, Any] | None = None
+    integrity: list[str] = []
+    """Integrity flags of the evaluated patch (harness.infra.integrity): edits-tests, edits-test-config,
+    forged-test-output. They change the verdict only under --strict-integrity."""
+    test_exit_status: int | None = None
+    """Exit status of the evaluator's test command (None: not evaluated, or not recorded)."""
     evaluator_report: dict[str, Any] | None = None
     errors: list[dict[str, str]] = []
     versions: dict[str, str] = {}
-    dataset: dict[str, str] = {}
+    dataset: dict[str, Any] = {}
     config_hash: str = ""
     model_settings: dict[str, Any] = {}
     infra_retries: int = 0
@@ -212,13 +220,15 @@ def load_records(paths: RunPaths, unreadable: list[Path] | None = None) -> list[
 
 
 def write_predictions(paths: RunPaths, records: list[CaseRecord]) -> list[Path]:
-    """predictions/<model_id>.jsonl in SWE-bench format, one line per (instance, attempt) with a patch outcome."""
-    by_model: dict[str, list[CaseRecord]] = {}
+    """predictions/<model_id>/attempt-<k>.jsonl in SWE-bench format: one file per model and attempt, each
+    instance at most once, so the official `run_evaluation --predictions_path FILE` can re-check any of
+    them (it keys predictions by instance_id and would keep only one of several attempts)."""
+    by_file: dict[tuple[str, int], list[CaseRecord]] = {}
     for rec in records:
         if rec.completed:
-            by_model.setdefault(rec.model_id, []).append(rec)
+            by_file.setdefault((rec.model_id, rec.attempt), []).append(rec)
     written = []
-    for model_id, recs in sorted(by_model.items()):
+    for (model_id, attempt), recs in sorted(by_file.items()):
         lines = [
             json.dumps(
                 {
@@ -230,9 +240,9 @@ def write_predictions(paths: RunPaths, records: list[CaseRecord]) -> list[Path]:
                     "run_id": r.run_id,
                 }
             )
-            for r in sorted(recs, key=lambda r: (r.instance_id, r.attempt))
+            for r in sorted({r.instance_id: r for r in recs}.values(), key=lambda r: r.instance_id)
         ]
-        path = paths.predictions / f"{model_id}.jsonl"
+        path = paths.predictions / model_id / f"attempt-{attempt}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
         written.append(path)

@@ -52,10 +52,11 @@ def patch_class(result: AgentResult) -> str | None:
 def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTask:
     limits = ctx.cfg.agent.agent
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
-    needs_runtime = model.kind != "gold" and not (model.kind == "empty" and ctx.backend == "mini")
+    needs_runtime = model.kind in ("scripted", "litellm") or (model.kind == "empty" and ctx.backend != "mini")
     return AgentTask(
         run_id=ctx.run_id,
         case_id=case.case_id,
+        attempt=case.attempt,
         row=row,
         image=instance_image_name(case.instance_id, namespace),
         model=model,
@@ -89,7 +90,13 @@ def _api_base(ctx: RunContext, model: ModelEntry) -> str | None:
 
 
 def skip_reason(ctx: RunContext, case: Case, model: ModelEntry) -> tuple[str, str] | None:
-    """Why the case must not start: (no-credentials | unavailable | budget, one-line message), else None."""
+    """Why the case must not start: (excluded | no-credentials | unavailable | budget, message), else None."""
+    quarantined = ctx.cfg.quarantined().get(case.instance_id)
+    if quarantined is not None and not ctx.include_quarantined:
+        return OutcomeClass.EXCLUDED, (
+            f"quarantined ({quarantined.verdict}: {quarantined.reason}; run {quarantined.run_id}); "
+            "--include-quarantined runs it"
+        )
     if env := missing_key(ctx.cfg.catalog, model):
         return (
             OutcomeClass.NO_CREDENTIALS,
@@ -125,7 +132,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
             {"stage": "agent", "error": result.infra_error, "traceback": result.traceback}
         )
     elif (cls := patch_class(result)) is not None:
-        text = f"{PATCH_CLASS_TEXT[cls]} (agent exit: {result.exit_status})"
+        text = result.message or f"{PATCH_CLASS_TEXT[cls]} (agent exit: {result.exit_status})"
         fields.update(outcome=Outcome.UNRESOLVED, outcome_class=cls, message=text)
     else:
         fields.update(_evaluate(ctx, case, row, result.patch))
@@ -148,6 +155,8 @@ def save_record(
 ) -> CaseRecord:
     """Build the CaseRecord, redact it and its artifacts, write it atomically, clear the running marker."""
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
+    case_wall = time.monotonic() - t0
+    inside = result.wall_s + fields.get("eval_queue_wait_s", 0.0) + fields.get("eval_wall_s", 0.0)
     record = CaseRecord(
         run_id=ctx.run_id,
         case_id=case.case_id,
@@ -164,7 +173,8 @@ def save_record(
         agent_exit_status=result.exit_status,
         steps=result.steps,
         agent_wall_s=round(result.wall_s, 3),
-        case_wall_s=round(time.monotonic() - t0, 3),
+        case_wall_s=round(case_wall, 3),
+        overhead_s=round(max(case_wall - inside, 0.0), 3),
         started_at=started,
         finished_at=_now(),
         telemetry=result.telemetry,
@@ -257,6 +267,15 @@ def _evaluate(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
     }
     if ev.infra:
         out["errors"] = [{"stage": "evaluation", "error": ev.message, "traceback": ""}]
+    else:
+        out.update(integrity=ev.integrity, test_exit_status=ev.test_exit_status)
+        if ev.integrity and ctx.strict_integrity:
+            verdict = "resolved" if ev.resolved else "unresolved"
+            out.update(
+                outcome=Outcome.UNRESOLVED,
+                outcome_class=OutcomeClass.INTEGRITY_FLAGGED,
+                message=f"--strict-integrity: {', '.join(ev.integrity)} (the evaluator said {verdict})",
+            )
     return out
 
 

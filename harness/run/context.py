@@ -73,6 +73,8 @@ class RunContext:
         dataset_source: str = "auto",
         active_grids: frozenset[str] = frozenset(),
         backend: str = "mini",
+        strict_integrity: bool = False,
+        include_quarantined: bool = False,
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -82,11 +84,13 @@ class RunContext:
         self.dataset_source = dataset_source
         self.active_grids = active_grids
         self.backend = backend
+        self.strict_integrity = strict_integrity
+        self.include_quarantined = include_quarantined
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
         self._runtime: Runtime | None = None
         self._rows: dict[str, dict[str, dict]] = {}
-        self.dataset_info: dict[str, dict[str, str]] = {}
+        self.dataset_info: dict[str, dict[str, Any]] = {}
         self._server: Any = None
         self._ledger: Any = None
         self._availability: dict[str, dict[str, str]] | None = None
@@ -99,6 +103,12 @@ class RunContext:
             self._runtime = detect_runtime()
             self._runtime.export_env()
         return self._runtime
+
+    def use_rows(self, split: str, rows: dict[str, dict]) -> None:
+        """Instance rows given by the caller for `split` (calibrating an instance set built elsewhere)."""
+        if split == FIXTURES_SLICE:
+            self.dataset_info[split] = {"source": "rows given by the caller", "detail": "RunContext.use_rows"}
+        self._rows[split] = rows
 
     def row(self, split: str, instance_id: str) -> dict:
         if split not in self._rows:
@@ -123,7 +133,7 @@ class RunContext:
             "detail": loaded.detail,
             "hf_repo": lock.hf_repo,
             "revision": lock.revision,
-            "revision_verified": str(lock.revision_verified),
+            "revision_verified": bool(lock.revision_verified),
             "fingerprint": lock.splits[split].fingerprint,
         }
         return loaded.rows

@@ -55,9 +55,16 @@ def check_instances_exist(cfg: HarnessConfig, known: dict[str, set[str]]) -> Non
 
 
 def build_grid(
-    cfg: HarnessConfig, *, models: list[str] | None = None, attempts: int | None = None
+    cfg: HarnessConfig,
+    *,
+    models: list[str] | None = None,
+    attempts: int | None = None,
+    add_models: list[str] | None = None,
 ) -> list[Case]:
-    """All cases of all grids, each case once, carrying the names of the grids (markers) it belongs to."""
+    """All cases of all grids, each case once, carrying the names of the grids (markers) it belongs to.
+
+    `models` replaces every grid's model set (--models); `add_models` joins every grid (--predictions).
+    """
     if attempts is not None and attempts < 1:
         raise HarnessError(f"--attempts {attempts}: K must be at least 1")
     for model_id in models or []:
@@ -65,7 +72,7 @@ def build_grid(
     merged: dict[str, dict] = {}
     for name, grid in cfg.agent.grids.items():
         timeout = grid.agent_timeout_s or cfg.agent.agent.agent_timeout_s
-        for model_id in models or grid.models:
+        for model_id in [*(models or grid.models), *(add_models or [])]:
             for instance_id, split in _slice_instances(cfg, grid.instances):
                 for k in range(1, (attempts or grid.attempts) + 1):
                     cid = case_id(model_id, instance_id, k)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import HarnessConfig
+from harness.config import HarnessConfig, ModelEntry
 from harness.config.catalog import parse_model_spec
 from harness.errors import CaseInfraError, HarnessError
 from harness.results.records import CaseRecord, RunPaths, finished_case_ids
@@ -39,6 +39,12 @@ class RunOptions:
     credentials: Path
     credentials_explicit: bool = False
     model_specs: tuple[str, ...] = ()
+    predictions: tuple[str, ...] = ()
+    """`ID=PATH` of --predictions: models whose patches come from a predictions file (added to every grid)."""
+    extra_models: tuple[ModelEntry, ...] = ()
+    """Catalog entries added for this run only (calibration's no-op model)."""
+    strict_integrity: bool = False
+    include_quarantined: bool = False
     models: tuple[str, ...] | None = None
     attempts: int | None = None
     agent: str | None = None
@@ -80,10 +86,16 @@ class EvalRun:
         self.options = options
         self.is_controller = worker_run_id is None
         load_credentials_file(options.credentials, options.credentials_explicit)
+        from harness.agents.predictions import parse_predictions_option
+
         specs = [parse_model_spec(spec) for spec in options.model_specs]
-        self.cfg = HarnessConfig(options.config_dir, extra_models=specs)
+        predicted = [parse_predictions_option(option) for option in options.predictions]
+        extra = [*specs, *predicted, *options.extra_models]
+        self.cfg = HarnessConfig(options.config_dir, extra_models=extra)
         models = list(options.models) if options.models else None
-        self.cases: list[Case] = build_grid(self.cfg, models=models, attempts=options.attempts)
+        self.cases: list[Case] = build_grid(
+            self.cfg, models=models, attempts=options.attempts, add_models=[m.id for m in predicted]
+        )
         self.selected = cases_selected_by(options.markexpr, self.cases)
         """The cases -m selects (-k is applied by pytest later; pre-flight counts these)."""
         self.active_grids = grids_selected_by(options.markexpr, self.cases)
@@ -122,6 +134,13 @@ class EvalRun:
         self._sampler.start()
         self.started = True
 
+    def estimate_lines(self, case_ids: set[str]) -> list[str]:
+        """The pre-flight cost estimate of the cases pytest will run (after -m, -k and --resume)."""
+        from harness.run.preflight import estimate_lines, selected_models
+
+        cases = [c for c in self.cases if c.case_id in case_ids]
+        return estimate_lines(self.cfg, cases, selected_models(self.cfg, cases))
+
     def finished_case_ids(self) -> set[str]:
         """Cases of a resumed run that already have a model outcome (deselected before anything runs)."""
         return finished_case_ids(self.paths) if self.options.resume else set()
@@ -142,6 +161,8 @@ class EvalRun:
             dataset_source=self.options.dataset_source,
             active_grids=self.active_grids,
             backend=self.backend,
+            strict_integrity=self.options.strict_integrity,
+            include_quarantined=self.options.include_quarantined,
         )
 
     def run_case(self, ctx: RunContext, case: Case) -> CaseRecord:

@@ -106,9 +106,10 @@ def recover_interrupted(paths: RunPaths) -> list[str]:
 def preflight_lines(
     cfg: HarnessConfig, selected: list[Case], paths: RunPaths, check_models: bool
 ) -> list[str]:
-    """Credentials, cost estimate and provider availability of the models of the selected cases."""
-    from harness.run.preflight import check_availability, credential_lines, estimate_lines, selected_models
+    """Credentials and provider availability of the models of the selected cases (the cost estimate
+    comes after collection, when -k is known: EvalRun.estimate_lines)."""
+    from harness.run.preflight import check_availability, credential_lines, selected_models
 
     models = selected_models(cfg, selected)
-    lines = credential_lines(cfg, models) + estimate_lines(cfg, selected, models)
+    lines = credential_lines(cfg, models)
     return lines + (check_availability(cfg, models, paths) if check_models else [])
