@@ -148,7 +148,7 @@ def cluster_bootstrap_interval(
     and takes the pooled mean sum(successes)/sum(cases) over the drawn clusters' cases; the
     interval is the alpha/2 and 1 - alpha/2 percentiles of the replicates. One cluster gives a
     degenerate interval (its own rate twice). Not on the leaderboard: with 4-13 repos it covers
-    81-90 % at a nominal 95 % (docs/performance.md, Interval coverage). Reference: Cameron, Gelbach & Miller (2008),
+    83-92 % at a nominal 95 % (docs/performance.md, Interval coverage). Reference: Cameron, Gelbach & Miller (2008),
     "Bootstrap-Based Improvements for Inference with Clustered Errors", REStat 90:414-427;
     Efron & Tibshirani (1993), An Introduction to the Bootstrap, ch. 13 (percentile interval).
     """
