@@ -54,20 +54,22 @@ def completed_by_case(records: Iterable[CaseRecord]) -> dict[Key, dict[tuple[str
 
 
 def compare_pair(a: dict[tuple[str, int], bool], b: dict[tuple[str, int], bool]) -> dict[str, Any]:
-    """The statistics of one pair on its paired cases (empty values when there is none)."""
-    shared = sorted(a.keys() & b.keys())
+    """The statistics of one pair on its paired cases (only the counts when there is none)."""
     by_instance: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for instance, attempt in shared:
-        by_instance[instance].append((int(a[(instance, attempt)]), int(b[(instance, attempt)])))
-    row: dict[str, Any] = {"paired_cases": len(shared), "instances": len(by_instance)}
-    if not shared:
+    resolved_a = resolved_b = a_only = b_only = 0
+    for key in a.keys() & b.keys():
+        x, y = int(a[key]), int(b[key])
+        by_instance[key[0]].append((x, y))
+        resolved_a, resolved_b = resolved_a + x, resolved_b + y
+        a_only, b_only = a_only + (x > y), b_only + (y > x)
+    n = sum(len(v) for v in by_instance.values())
+    row: dict[str, Any] = {"paired_cases": n, "instances": len(by_instance)}
+    if not n:
         return row
-    a_only = sum(1 for x, y in (p for v in by_instance.values() for p in v) if x and not y)
-    b_only = sum(1 for x, y in (p for v in by_instance.values() for p in v) if y and not x)
     delta, lo, hi = paired_delta_interval(by_instance)
     row.update(
-        rate_a=sum(a[k] for k in shared) / len(shared),
-        rate_b=sum(b[k] for k in shared) / len(shared),
+        rate_a=resolved_a / n,
+        rate_b=resolved_b / n,
         delta=delta,
         delta_lo=lo,
         delta_hi=hi,

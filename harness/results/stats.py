@@ -183,7 +183,10 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
+    tail, term = 0, 1  # term = C(n, i), updated exactly: C(n, i + 1) = C(n, i) (n - i) / (i + 1)
+    for i in range(min(b, c) + 1):
+        tail += term
+        term = term * (n - i) // (i + 1)
     return min(1.0, 2 * tail / 2**n)
 
 
