@@ -148,6 +148,7 @@ def _gates(args: argparse.Namespace, config_dir: Path) -> tuple[str, int]:
         active_grids=grids,
         cpu_samples=manifest.get("cpu_samples", []),
         compare_to=other,
+        cpu_harness_samples=manifest.get("cpu_harness_samples"),
     )
     failed = any(r.status == "failed" for r in results)
     return "\n".join(format_gates(results)), int(failed)

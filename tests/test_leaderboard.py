@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import subprocess
 import sys
@@ -95,16 +96,66 @@ def test_rows_count_outcomes_per_model_best_first() -> None:
     assert leaderboard_rows([]) == []
 
 
-def test_intervals_and_pass_at_k() -> None:
-    from harness.results import stats
+def test_intervals_cluster_by_instance_and_pass_at_k() -> None:
+    from harness.results.intervals import cluster_wilson_interval
 
     kimi = leaderboard_rows(synthetic())[0]
-    assert (kimi["resolve_rate_lo"], kimi["resolve_rate_hi"]) == pytest.approx(stats.wilson_interval(2, 3))
+    by_instance = {"i1": [1, 0], "i2": [1]}
+    assert (kimi["resolve_rate_lo"], kimi["resolve_rate_hi"]) == cluster_wilson_interval(by_instance)
     assert kimi["resolve_rate_lo"] < kimi["resolve_rate"] < kimi["resolve_rate_hi"]
-    # i1: n=2, c=1; i2: n=1, c=1 -> pass@1 = (0.5 + 1) / 2; pass@2 only over i1 (n >= 2): 1 - C(1,2)/C(2,2) = 1
-    assert kimi["k"] == 2 and kimi["pass_at_1"] == pytest.approx(0.75)
-    assert kimi["pass_at_k"] == pytest.approx(1.0) and kimi["pass_hat_k"] == pytest.approx(0.0)
+    # k = 2 (highest attempt); only i1 has 2 completed attempts: i2 is left out of all three
+    assert kimi["k"] == 2 and kimi["pass_k_instances_excluded"] == 1
+    assert kimi["pass_at_1"] == pytest.approx(0.5) and kimi["pass_at_k"] == pytest.approx(1.0)
+    assert kimi["pass_hat_k"] == pytest.approx(0.0)
     assert kimi["per_repo"] == {"r/r": {"cases": 3, "resolved": 2, "rate": pytest.approx(2 / 3)}}
+    glm = leaderboard_rows(synthetic())[1]  # 1 resolved, 1 unresolved, 1 error, 1 skipped
+    assert (glm["resolve_rate_completed_lo"], glm["resolve_rate_completed_hi"]) == cluster_wilson_interval(
+        {"i1": [1], "i2": [0]}
+    )
+
+
+def test_pass_at_k_with_a_short_instance_does_not_fall_below_pass_at_1() -> None:
+    """Defect: 8 instances 2/2 plus one 0/3 gave k=3, pass@k 0.0 beside pass@1 0.89."""
+    recs = [rec("m", f"i{i}", "resolved", a) for i in range(8) for a in (1, 2)]
+    recs += [rec("m", "i8", "unresolved", a) for a in (1, 2, 3)]
+    row = leaderboard_rows(recs)[0]
+    assert row["k"] == 3 and row["pass_k_instances_excluded"] == 8
+    assert row["pass_at_1"] == row["pass_at_k"] == row["pass_hat_k"] == 0.0  # the one instance with 3
+    assert row["resolve_rate"] == pytest.approx(16 / 19)
+    header, flat = csv_rows([row], "v1")
+    assert flat[0]["k"] == 3 and flat[0]["pass_k_instances_excluded"] == 8
+
+
+def test_skips_and_errors_are_not_failed_attempts() -> None:
+    """Defect: a1 resolved + a2 skipped for budget on 8 instances gave pass^k = 0.0."""
+    recs = [rec("m", f"i{i}", "resolved", 1) for i in range(8)]
+    recs += [rec("m", f"i{i}", "skipped" if i % 2 else "error", 2) for i in range(8)]
+    row = leaderboard_rows(recs)[0]
+    assert row["k"] == 2 and row["pass_k_instances_excluded"] == 8
+    assert row["pass_at_1"] is None and row["pass_at_k"] is None and row["pass_hat_k"] is None
+    recs[8] = rec("m", "i0", "resolved", 2)  # i0 now has 2 completed attempts, both resolved
+    row = leaderboard_rows(recs)[0]
+    assert row["pass_k_instances_excluded"] == 7 and row["pass_hat_k"] == 1.0
+
+
+def test_pass_at_k_is_never_below_pass_at_1_exhaustively() -> None:
+    """Every grid of 2 instances x 1-3 attempts x {resolved, unresolved, error, skipped}."""
+    outcomes = ["resolved", "unresolved", "error", "skipped"]
+    per_instance = [seq for n in (1, 2, 3) for seq in itertools.product(outcomes, repeat=n)]
+    checked = 0
+    for first, second in itertools.product(per_instance, repeat=2):
+        recs = [rec("m", "i0", o, a + 1) for a, o in enumerate(first)]
+        recs += [rec("m", "i1", o, a + 1) for a, o in enumerate(second)]
+        row = leaderboard_rows(recs)[0]
+        k = max(len(first), len(second))
+        done = [sum(o in ("resolved", "unresolved") for o in seq) for seq in (first, second)]
+        assert row["k"] == k and row["pass_k_instances_excluded"] == sum(d < k for d in done)
+        if row["pass_at_1"] is None:
+            assert row["pass_at_k"] is None and row["pass_hat_k"] is None and all(d < k for d in done)
+            continue
+        assert row["pass_hat_k"] <= row["pass_at_1"] + 1e-12 <= row["pass_at_k"] + 2e-12
+        checked += 1
+    assert checked > 1000
 
 
 def test_usage_columns_keep_unknown_cost_unknown() -> None:
@@ -150,9 +201,9 @@ def test_v2_spreads_repos_over_columns() -> None:
 
 def test_format_table() -> None:
     lines = format_table(leaderboard_rows(synthetic())).splitlines()
-    assert lines[0].split()[:4] == ["model", "backend", "resolved", "rate"]
-    assert lines[1].split()[:5] == ["kimi", "mini", "2/3", "66.7%", "[21%-94%]"]
-    assert len(lines) == 5
+    assert lines[0].split()[:5] == ["rank", "model", "backend", "resolved", "rate"]
+    assert lines[1].split()[:6] == ["1-4", "kimi", "mini", "2/3", "66.7%", "[4%-99%]"]  # 2 instances: wide
+    assert len(lines) == 6 and lines[-1].startswith("rank: a range where pairs are not significantly")
 
 
 def test_build_leaderboard_across_two_runs(tmp_path: Path) -> None:
@@ -185,7 +236,7 @@ def test_cli_leaderboard(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     out = proc.stdout.splitlines()
-    assert out[1].split()[:4] == ["kimi", "mini", "2/3", "66.7%"]
+    assert out[1].split()[:5] == ["1-4", "kimi", "mini", "2/3", "66.7%"]
     assert out[-1] == f"written: {paths.leaderboard_csv}, {runs / 'leaderboard.csv'}"
     assert [r["model"] for r in read_csv(paths.leaderboard_csv)] == ["kimi", "glm", "qwen", "empty"]
     assert [r["run_id"] for r in read_csv(runs / "leaderboard.csv")] == ["run-a"] * 4

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results.html import pareto_front, render_html, write_html
+from harness.results.html import HEADERS, pareto_front, render_html, write_html
 from harness.results.records import CaseRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,7 +43,7 @@ def _row(model: str, backend: str, resolved: int, cases: int, cost: float | None
         "pass_at_k": min(rate + 0.1, 1.0),
         "k": 2,
         "wall_s_median": 93.25,
-        "attempts": cases,
+        "attempts_run": cases,
         "prompt_tokens": 1_234_567,
         "completion_tokens": 45_678,
         "cost_usd": cost,
@@ -209,7 +209,7 @@ def test_headless_chromium_renders(tmp_path):
     shutil.copyfile(shot, "/tmp/harness-report.png")
 
     # The sort script works: a click on the cost header orders by cost, unknown cost last.
-    click = '<script>document.querySelectorAll("#leaderboard th")[13].click();</script></body>'
+    click = '<script>document.querySelectorAll("#leaderboard th")[14].click();</script></body>'
     sorted_page = tmp_path / "sorted.html"
     sorted_page.write_text(html.read_text().replace("</body>", click))
     clicked = _chromium(sorted_page, tmp_path, "--dump-dom")
@@ -225,3 +225,29 @@ def test_headless_chromium_renders(tmp_path):
     assert any(e.startswith("data-js-errors=") for e in errors), errors
     assert any("Uncaught ReferenceError" in e for e in errors), errors
     print(f"chromium: 4 runs in {time.monotonic() - started:.1f}s; screenshot /tmp/harness-report.png")
+
+
+def test_attempts_column_reads_the_rows_key(page):
+    """Defect: the column read a key no row has, so it always showed n/a."""
+    table = page.split('id="leaderboard"')[1].split("</table>")[0]
+    first = table.split("<tbody>")[1].split("</tr>")[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", first)
+    assert cells[HEADERS.index("attempts run")] == "50"
+
+
+def test_pairwise_matrix_is_escaped_and_oriented():
+    rows = ROWS[:2] + [ROWS[3]]
+    pair = {
+        "model_a": rows[0]["model"],
+        "agent_backend_a": "mini",
+        "model_b": EVIL,
+        "agent_backend_b": "mini",
+    }
+    pair.update(paired_cases=20, instances=10, rate_a=0.6, rate_b=0.1, delta=0.5, delta_lo=0.2, delta_hi=0.7)
+    pair.update(a_only=10, b_only=0, p_value=0.002, p_holm=0.004, significant=True)
+    page = render_html(rows, [], title="t", run_dir=None, pairs=[pair])
+    matrix = page.split('id="pairwise"')[1].split("</table>")[0]
+    assert EVIL not in page and "&lt;script&gt;" in matrix
+    assert "+50.0%<small>[+20, +70] p=0.004</small>" in matrix  # row 1 minus the EVIL column
+    assert "-50.0%<small>[-70, -20] p=0.004</small>" in matrix  # and the mirror cell
+    assert matrix.count("pw-none") == 4  # the pairs with no paired case

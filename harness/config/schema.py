@@ -222,16 +222,29 @@ class PricesFile(Strict):
 
 
 class GateSpec(Strict):
+    """One exit gate of config/gates.yaml; which fields apply depends on `kind` (README, gates)."""
+
     name: str
     kind: Literal["baseline_ratio", "class_rate", "flip_rate", "cpu", "min_models"]
     grids: list[str] = ["all"]
+    """The gate applies when the run's -m names one of these grids (`all` = every run)."""
+    report_only: list[str] = []
+    """Grids on which the gate is evaluated and reported but never fails the run (`all` = everywhere)."""
     baseline: str = "empty"
     exclude: list[str] = []
     factor: float = Field(1.5, gt=0)
+    """baseline_ratio: lower bound of the best model's rate >= factor x upper bound of the baseline's."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """baseline_ratio: the best model's lead must have a Holm-adjusted McNemar p <= alpha."""
     classes: list[str] = []
     max_rate: float = Field(0.1, ge=0, le=1)
     max_flip_rate: float = Field(0.25, ge=0, le=1)
     max_percent: float = Field(80, gt=0, le=100)
+    """cpu: the CPU percent a sample may not exceed (psutil, whole machine)."""
+    max_share_above: float = Field(0.1, ge=0, le=1)
+    """cpu: the largest share of samples allowed above max_percent."""
+    min_samples: int = Field(30, ge=1)
+    """cpu: fewer samples (seconds, at the default interval) than this and the gate does not apply."""
     min_models: int = Field(1, ge=1)
 
 

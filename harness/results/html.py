@@ -1,8 +1,9 @@
 """HTML leaderboard report: one self-contained file (inline CSS, inline SVG, a little inline JS).
 
 Views of the leaderboard rows and the CaseRecords: the table (sortable), a resolve-rate bar chart with
-95% Wilson error bars, cost vs resolve rate with the Pareto front, a per-repo heatmap and, per
-(model, agent backend), its cases linking to their record and trajectory files. Links are relative to
+95% error bars (cluster Wilson by instance), the pairwise matrix (harness.results.html_pairwise), cost vs
+resolve rate with the Pareto front, a per-repo heatmap and, per (model, agent backend), its cases
+linking to their record and trajectory files. Links are relative to
 the run folder: the page is meant to live at runs/<run_id>/leaderboard.html. Nothing is loaded from
 the network. A tiny script in <head> marks <html data-js-errors="N"> when the page raises a script
 error or calls console.error, so a headless browser's dumped DOM shows it (tests/test_report.py).
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from harness.results import html_pairwise
 from harness.results.records import CaseRecord
 
 Row = dict[str, Any]
@@ -52,8 +54,12 @@ document.querySelectorAll("table.sortable th").forEach(function (th, i) { th.add
     var c = isNaN(x) || isNaN(y) ? x.localeCompare(y) : x - y; return asc ? c : -c;
   }).forEach(function (r) { body.appendChild(r); });
 }); });</script>"""
-HEADERS = ["#", "model", "agent", "cases", "resolved", "resolve rate [95% CI]", "of completed", "run-fail"]
-HEADERS += ["pass@1", "pass@k", "attempts", "wall p50", "tokens in / out", "cost", "latency p50 / p90 / p99"]
+INTERVALS = (
+    "95% intervals cluster by instance (cluster Wilson): they cover the expected rate on instances like these"
+)
+HEADERS = ["#", "model", "rank", "agent", "cases", "resolved", "resolve rate [95% CI]", "of completed"]
+HEADERS += ["run-fail", "pass@1", "pass@k", "attempts run", "wall p50", "tokens in / out", "cost"]
+HEADERS += ["latency p50 / p90 / p99"]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -119,13 +125,15 @@ def _cells(n: int, r: Row) -> list[tuple[str, Any]]:
     """(text, sort value) of each column of HEADERS but the model's; texts not yet escaped."""
     g = r.get
     lat = " / ".join(_num(g(f"latency_{q}"), ".1f") for q in ("p50", "p90", "p99")) + " s"
-    k = "" if g("k") is None else f" (k={g('k')})"
+    left_out = f", {g('pass_k_instances_excluded')} inst. left out" if g("pass_k_instances_excluded") else ""
+    k = "" if g("k") is None else f" (k={g('k')}{left_out})"
     return [
-        (str(n), n), (g("agent_backend") or "", g("agent_backend")), (_num(g("cases")), g("cases")),
+        (str(n), n), (g("rank") or "", g("rank")), (g("agent_backend") or "", g("agent_backend")),
+        (_num(g("cases")), g("cases")),
         (_num(g("resolved")), g("resolved")), (_interval(r), g("resolve_rate")),
         (_pct(g("resolve_rate_completed")), g("resolve_rate_completed")),
         (_pct(g("run_fail_rate")), g("run_fail_rate")), (_pct(g("pass_at_1")), g("pass_at_1")),
-        (_pct(g("pass_at_k")) + k, g("pass_at_k")), (_num(g("attempts")), g("attempts")),
+        (_pct(g("pass_at_k")) + k, g("pass_at_k")), (_num(g("attempts_run")), g("attempts_run")),
         (_num(g("wall_s_median"), ".1f", " s"), g("wall_s_median")),
         (f"{_count(g('prompt_tokens'))} / {_count(g('completion_tokens'))}", g("prompt_tokens")),
         (_money(g("cost_usd")), g("cost_usd")), ("n/a" if g("latency_p50") is None else lat, g("latency_p50")),
@@ -138,7 +146,7 @@ def _table(rows: list[Row]) -> str:
     for n, r in enumerate(rows, 1):
         model, href = _e(r.get("model")), _anchor(r.get("model"), r.get("agent_backend"))
         cells = [
-            f'<td{" class=l" if i == 1 else ""} data-v="{_e("" if v is None else v)}">{_e(text)}</td>'
+            f'<td{" class=l" if i == 2 else ""} data-v="{_e("" if v is None else v)}">{_e(text)}</td>'
             for i, (text, v) in enumerate(_cells(n, r))
         ]
         link = f'<a href="#{href}">{model.replace("/", "/<wbr>")}</a>'
@@ -327,16 +335,26 @@ def _cases(rows: list[Row], records: list[CaseRecord], run_dir: Path | None) -> 
     return "".join(out)
 
 
-def render_html(rows: list[Row], records: list[CaseRecord], *, title: str, run_dir: Path | None) -> str:
+def render_html(
+    rows: list[Row],
+    records: list[CaseRecord],
+    *,
+    title: str,
+    run_dir: Path | None,
+    pairs: list[Row] | None = None,
+) -> str:
     """The whole report as one HTML string; `rows` in the order to show (best first)."""
     sub = f"run folder {run_dir.name} \u00b7 " if run_dir is not None else ""
-    sub += f"{len(rows)} leaderboard rows \u00b7 {len(records)} case records \u00b7 intervals: 95% Wilson"
-    head = f'<meta charset="utf-8"><title>{_e(title)}</title>{JS_ERRORS}<style>{CSS}</style>'
+    sub += f"{len(rows)} leaderboard rows \u00b7 {len(records)} case records \u00b7 {INTERVALS}"
+    head = (
+        f'<meta charset="utf-8"><title>{_e(title)}</title>{JS_ERRORS}<style>{CSS}{html_pairwise.CSS}</style>'
+    )
     parts = [
         f'<!doctype html><html lang="en"><head>{head}</head><body><h1>{_e(title)}</h1><p class="sub">{_e(sub)}</p>',
         '<h2>Leaderboard</h2><p class="note">Click a header to sort. Cost "unknown": no price is known.</p>',
         _table(rows),
         f"<h2>Resolve rate</h2>{_bar_chart(rows)}",
+        f"<h2>Model vs model</h2>{html_pairwise.NOTE}{html_pairwise.pairwise_matrix(rows, pairs or [])}",
         f"<h2>Cost vs resolve rate</h2>{_scatter(rows)}",
         f"<h2>Resolve rate per repository</h2>{_heatmap(rows)}",
         f'<h2>Cases</h2><p class="note">Links are relative to the run folder.</p>{_cases(rows, records, run_dir)}',
@@ -346,11 +364,17 @@ def render_html(rows: list[Row], records: list[CaseRecord], *, title: str, run_d
 
 
 def write_html(
-    path: Path, rows: list[Row], records: list[CaseRecord], *, title: str, run_dir: Path | None = None
+    path: Path,
+    rows: list[Row],
+    records: list[CaseRecord],
+    *,
+    title: str,
+    run_dir: Path | None = None,
+    pairs: list[Row] | None = None,
 ) -> Path:
     """Write the report atomically (tmp + rename) and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(rows, records, title=title, run_dir=run_dir), encoding="utf-8")
+    tmp.write_text(render_html(rows, records, title=title, run_dir=run_dir, pairs=pairs), encoding="utf-8")
     tmp.replace(path)
     return path

@@ -1,8 +1,10 @@
 """The leaderboard from CaseRecords: one row per (model, agent backend), versions v0-v3.
 
 Records are the truth; CSV, HTML and the terminal table are views. Every number of a row comes from
-the records of that model in that run (cases/<model_id>-*.json), by the functions of harness.results.stats.
-`runs/leaderboard.csv` joins every run's rows, each naming its run_id.
+the records of that model in that run (cases/<model_id>-*.json), by the functions of harness.results.stats
+and harness.results.intervals (95 % intervals clustered by instance). Every pair of models is compared
+on paired cases in runs/<run_id>/pairwise.csv (harness.results.pairwise), which also gives each row its
+`rank` range. `runs/leaderboard.csv` joins every run's rows, each naming its run_id.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from harness.config import LeaderboardColumns, load_yaml_model
 from harness.outcomes import Outcome
-from harness.results import stats
+from harness.results import intervals, pairwise, stats
 from harness.results.records import CaseRecord, RunPaths, load_records
 
 DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[2] / "config" / "leaderboard_columns.yaml"
@@ -47,36 +49,65 @@ def _outcome_counts(recs: list[CaseRecord]) -> dict[str, int]:
 
 
 def _pass_columns(recs: list[CaseRecord]) -> dict[str, Any]:
-    per_instance: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    """pass@1, pass@k, pass^k over completed attempts, on the same instances: those with >= k completed.
+
+    k is the grid's K as the records show it: the highest attempt number recorded for the model in
+    the run (skips and errors included: they were scheduled). Skips and infra errors are not failed
+    attempts; an instance with fewer than k completed attempts is left out and counted. All three
+    averages are over the same instances, so pass^k <= pass@1 <= pass@k.
+    """
+    per_instance: dict[str, list[int]] = {}
     for r in recs:
-        per_instance[r.instance_id][0] += 1
-        per_instance[r.instance_id][1] += r.resolved
+        counts = per_instance.setdefault(r.instance_id, [0, 0])
+        if r.completed:
+            counts[0] += 1
+            counts[1] += r.resolved
     k = max((r.attempt for r in recs), default=1)
-    counts = {i: (n, c) for i, (n, c) in per_instance.items()}
-    pass_1, _, _ = stats.mean_over_instances(counts, stats.pass_at_k, 1)
-    pass_k, _, _ = stats.mean_over_instances(counts, stats.pass_at_k, k)
-    hat_k, _, _ = stats.mean_over_instances(counts, stats.pass_hat_k, k)
-    return {"pass_at_1": pass_1, "k": k, "pass_at_k": pass_k, "pass_hat_k": hat_k}
+    usable = {i: (n, c) for i, (n, c) in per_instance.items() if n >= k}
+    pass_1, _, _ = stats.mean_over_instances(usable, stats.pass_at_k, 1)
+    pass_k, _, _ = stats.mean_over_instances(usable, stats.pass_at_k, k)
+    hat_k, _, _ = stats.mean_over_instances(usable, stats.pass_hat_k, k)
+    return {
+        "pass_at_1": pass_1,
+        "k": k,
+        "pass_at_k": pass_k,
+        "pass_hat_k": hat_k,
+        "pass_k_instances_excluded": len(per_instance) - len(usable),
+    }
+
+
+def _by_instance(recs: list[CaseRecord], completed_only: bool) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = defaultdict(list)
+    for r in recs:
+        if r.completed or not completed_only:
+            out[r.instance_id].append(int(r.resolved))
+    return out
+
+
+def _interval(by_instance: dict[str, list[int]]) -> tuple[float | None, float | None]:
+    """95 % cluster Wilson interval (clusters = instances); None when there is no case."""
+    return intervals.cluster_wilson_interval(by_instance) if by_instance else (None, None)
 
 
 def _rate_columns(recs: list[CaseRecord], counts: dict[str, int]) -> dict[str, Any]:
     n, resolved = len(recs), counts["resolved"]
     completed = resolved + counts["unresolved"]
-    lo, hi = stats.wilson_interval(resolved, n)
+    lo, hi = _interval(_by_instance(recs, completed_only=False))
+    done_lo, done_hi = _interval(_by_instance(recs, completed_only=True))
     by_repo: dict[str, list[int]] = defaultdict(list)
     for r in recs:
         by_repo[r.repo].append(int(r.resolved))
-    boot_lo, boot_hi = stats.cluster_bootstrap_interval(by_repo, n_boot=1000, seed=0)
     rates = stats.rates(resolved, completed, n)
     return {
         "resolve_rate": rates["resolve_rate_all"],
         "resolve_rate_lo": lo,
         "resolve_rate_hi": hi,
-        "boot_lo": boot_lo,
-        "boot_hi": boot_hi,
         "completed": completed,
         "resolve_rate_completed": rates["resolve_rate_completed"],
+        "resolve_rate_completed_lo": done_lo,
+        "resolve_rate_completed_hi": done_hi,
         "run_fail_rate": rates["run_fail_rate"],
+        "instances": len({r.instance_id for r in recs}),
         "repos": len(by_repo),
         "per_repo": {
             repo: {"cases": len(v), "resolved": sum(v), "rate": sum(v) / len(v)}
@@ -111,8 +142,10 @@ def _usage_columns(recs: list[CaseRecord], resolved: int) -> dict[str, Any]:
     }
 
 
-def leaderboard_rows(records: Iterable[CaseRecord]) -> list[dict[str, Any]]:
-    """One row per (model, agent backend), best resolve rate first; all v3 columns plus `per_repo`."""
+def leaderboard_tables(records: Iterable[CaseRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, pairs): one row per (model, agent backend), best resolve rate first, with its `rank`
+    range from the pairwise tests; and every pair of rows compared on paired cases (pairwise.csv)."""
+    records = list(records)
     groups: dict[tuple[str, str], list[CaseRecord]] = defaultdict(list)
     for rec in records:
         groups[(rec.model_id, rec.agent_backend)].append(rec)
@@ -130,7 +163,18 @@ def leaderboard_rows(records: Iterable[CaseRecord]) -> list[dict[str, Any]]:
         row.update(_pass_columns(recs))
         row.update(_usage_columns(recs, counts["resolved"]))
         rows.append(row)
-    return sorted(rows, key=lambda r: (-(r["resolve_rate"] or 0.0), r["model"], r["agent_backend"]))
+    rows.sort(key=lambda r: (-(r["resolve_rate"] or 0.0), r["model"], r["agent_backend"]))
+    order = [(r["model"], r["agent_backend"]) for r in rows]
+    pairs = pairwise.pairwise_rows(records, order)
+    ranks = pairwise.rank_ranges(order, pairs)
+    for row, key in zip(rows, order, strict=True):
+        row["rank"] = ranks[key]
+    return rows, pairs
+
+
+def leaderboard_rows(records: Iterable[CaseRecord]) -> list[dict[str, Any]]:
+    """One row per (model, agent backend), best resolve rate first; all v3 columns plus `per_repo`."""
+    return leaderboard_tables(records)[0]
 
 
 def csv_rows(
@@ -172,18 +216,22 @@ def build_leaderboard(
     records: list[CaseRecord] | None = None,
     columns_file: Path = DEFAULT_COLUMNS_FILE,
 ) -> list[dict[str, Any]]:
-    """Rebuild runs/<run_id>/leaderboard.csv (+ .html) from the records, then runs/leaderboard.csv."""
+    """Rebuild runs/<run_id>/leaderboard.csv, pairwise.csv and leaderboard.html from the records,
+    then runs/leaderboard.csv."""
     records = load_records(paths) if records is None else records
-    rows = leaderboard_rows(records)
+    rows, pairs = leaderboard_tables(records)
     version = version or load_columns(columns_file).default
     header, flat = csv_rows(rows, version, columns_file)
     write_csv(paths.leaderboard_csv, flat, header)
-    _write_html(paths, rows, records)
+    write_csv(paths.root / "pairwise.csv", pairwise.csv_cells(pairs), pairwise.COLUMNS)
+    _write_html(paths, rows, records, pairs)
     write_all_runs(paths.runs_dir)
     return rows
 
 
-def _write_html(paths: RunPaths, rows: list[dict[str, Any]], records: list[CaseRecord]) -> None:
+def _write_html(
+    paths: RunPaths, rows: list[dict[str, Any]], records: list[CaseRecord], pairs: list[dict[str, Any]]
+) -> None:
     try:
         from harness.results.html import write_html
     except ImportError:  # the report module is optional for the CSV path
@@ -194,6 +242,7 @@ def _write_html(paths: RunPaths, rows: list[dict[str, Any]], records: list[CaseR
         records,
         title=f"swebench-harness run {paths.run_id}",
         run_dir=paths.root,
+        pairs=pairs,
     )
 
 
@@ -211,12 +260,18 @@ def write_all_runs(runs_dir: Path) -> Path:
 
 
 def _fmt_rate(row: dict[str, Any]) -> str:
+    if row["resolve_rate_lo"] is None:
+        return _num(row["resolve_rate"], ".1%")
     return f"{row['resolve_rate']:.1%} [{row['resolve_rate_lo']:.0%}-{row['resolve_rate_hi']:.0%}]"
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The terminal summary: one line per model, like pytest-benchmark's table."""
+    """The terminal summary: one line per model, like pytest-benchmark's table.
+
+    `rank` is a range when the pairwise tests cannot order models ("1-2": not significantly different).
+    """
     headers = [
+        "rank",
         "model",
         "backend",
         "resolved",
@@ -231,12 +286,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     ]
     cells = [
         [
+            str(r.get("rank", "")),
             str(r["model"]),
             str(r["agent_backend"]),
             f"{r['resolved']}/{r['cases']}",
             _fmt_rate(r),
             _num(r["pass_at_1"], ".2f"),
-            f"{_num(r['pass_at_k'], '.2f')} (k={r['k']})",
+            _fmt_pass_k(r),
             _num(r["run_fail_rate"], ".0%"),
             _num(r["wall_s_median"], ".1f", "s"),
             f"{r['prompt_tokens']}/{r['completion_tokens']}",
@@ -250,7 +306,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    if len(rows) > 1:
+        lines.append(RANK_NOTE)
     return "\n".join(lines)
+
+
+RANK_NOTE = (
+    "rank: a range where pairs are not significantly different (exact McNemar on paired cases, "
+    "Holm-adjusted, p <= 0.05; pairwise.csv); 95% CI: cluster Wilson by instance"
+)
+
+
+def _fmt_pass_k(row: dict[str, Any]) -> str:
+    left_out = row.get("pass_k_instances_excluded") or 0
+    note = f"; {left_out} inst. left out" if left_out else ""
+    return f"{_num(row['pass_at_k'], '.2f')} (k={row['k']}{note})"
 
 
 def _num(value: float | None, fmt: str, suffix: str = "", prefix: str = "") -> str:

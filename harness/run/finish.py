@@ -48,6 +48,7 @@ def finish_run(
     active_grids: frozenset[str],
     cpu_samples: list[float],
     exitstatus: int,
+    cpu_harness_samples: list[float] | None = None,
     compare_to: list[CaseRecord] | None = None,
     budget: dict | None = None,
     runtime: Runtime | None = None,
@@ -63,6 +64,7 @@ def finish_run(
         active_grids=active_grids,
         cpu_samples=cpu_samples,
         compare_to=compare_to,
+        cpu_harness_samples=cpu_harness_samples,
     )
     finish_manifest(
         paths,
@@ -74,6 +76,7 @@ def finish_run(
             "grids": sorted(active_grids),
             "gates": [asdict(g) for g in gates],
             "leftover_containers_removed": leftovers,
+            "cpu_harness_samples": cpu_harness_samples or [],
         },
     )
     redact_tree(paths.root)

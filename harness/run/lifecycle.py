@@ -198,6 +198,7 @@ class EvalRun:
                 self.cfg,
                 active_grids=self.active_grids,
                 cpu_samples=samples,
+                cpu_harness_samples=self._sampler.harness_samples if self._sampler else [],
                 exitstatus=exitstatus,
                 compare_to=load_compare_run(self.paths.runs_dir, self.options.compare_to),
                 budget=open_ledger(self.cfg, self.paths.runs_dir, self.run_id).summary(),

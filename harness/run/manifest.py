@@ -21,20 +21,48 @@ def new_run_id() -> str:
 
 
 class CpuSampler:
-    """psutil CPU samples (percent of all threads) every `interval_s`, for the 80 % CPU gate."""
+    """psutil CPU samples every `interval_s`, for the CPU gate: `samples` is the whole machine's percent
+    (all threads), `harness_samples` the share of the machine used by this process and its descendants
+    (xdist workers, agent and evaluator subprocesses), on the same 0-100 scale. Containers run under
+    the container runtime's own processes, so their CPU is in the machine's samples only."""
 
     def __init__(self, interval_s: float = 1.0):
         self.interval_s = interval_s
         self.samples: list[float] = []
+        self.harness_samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="harness-cpu-sampler")
+        self._procs: dict[int, Any] = {}
+
+    def _tree_percent(self, psutil: Any) -> float:
+        """Sum of cpu_percent since the last call over this process tree, divided by the CPU count.
+        A process seen for the first time only starts its measurement (psutil's first call gives 0)."""
+        try:
+            me = psutil.Process()
+            current = [me, *me.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total, seen = 0.0, {}
+        for proc in current:
+            known = self._procs.get(proc.pid)
+            if known is None or known != proc:  # new, or a pid reused by another process
+                known = proc
+            try:
+                total += known.cpu_percent(None)
+            except psutil.Error:
+                continue
+            seen[proc.pid] = known
+        self._procs = seen
+        return round(total / (psutil.cpu_count() or 1), 1)
 
     def _loop(self) -> None:
         import psutil
 
         psutil.cpu_percent(None)
+        self._tree_percent(psutil)
         while not self._stop.wait(self.interval_s):
             self.samples.append(psutil.cpu_percent(None))
+            self.harness_samples.append(self._tree_percent(psutil))
 
     def start(self) -> None:
         self._thread.start()
