@@ -203,3 +203,21 @@ def test_calibrate_cli_reports_the_demo_instances_stable(fixture_images, tmp_pat
     assert lines[-1] == f"quarantine: 0 instance(s) in {cfg / 'quarantine.yaml'}"
     records = list((tmp_path / "runs" / "cal-demo" / "cases").glob("*.json"))
     assert len(records) == 9  # 3 instances x (2 gold + 1 no-op)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--repeats", "0"], "error: --repeats 0: use 1 or more gold runs per instance"),
+        (["--instances", "fixtures__nope-9"], "error: --instances: fixtures__nope-9 not in grid demo"),
+    ],
+)
+def test_calibrate_bad_arguments(tmp_path, args, words):
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "calibrate", "-m", "demo", "--runs-dir", str(tmp_path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stderr.strip() == words, done.stderr

@@ -335,6 +335,18 @@ def _cases(rows: list[Row], records: list[CaseRecord], run_dir: Path | None) -> 
     return "".join(out)
 
 
+def _quarantine_note(records: list[CaseRecord]) -> str:
+    """Quarantined instances (skipped as excluded) are listed apart, never rated."""
+    reasons = {r.instance_id: r.message for r in records if r.outcome_class == "excluded"}
+    if not reasons:
+        return ""
+    items = "".join(f"<li><code>{_e(i)}</code>: {_e(m)}</li>" for i, m in sorted(reasons.items()))
+    return (
+        f'<h2>Quarantined instances ({len(reasons)})</h2><p class="note">Not in any rate above '
+        f"(config/quarantine.yaml; --include-quarantined runs them).</p><ul>{items}</ul>"
+    )
+
+
 def render_html(
     rows: list[Row],
     records: list[CaseRecord],
@@ -353,6 +365,7 @@ def render_html(
         f'<!doctype html><html lang="en"><head>{head}</head><body><h1>{_e(title)}</h1><p class="sub">{_e(sub)}</p>',
         '<h2>Leaderboard</h2><p class="note">Click a header to sort. Cost "unknown": no price is known.</p>',
         _table(rows),
+        _quarantine_note(records),
         f"<h2>Resolve rate</h2>{_bar_chart(rows)}",
         f"<h2>Model vs model</h2>{html_pairwise.NOTE}{html_pairwise.pairwise_matrix(rows, pairs or [])}",
         f"<h2>Cost vs resolve rate</h2>{_scatter(rows)}",

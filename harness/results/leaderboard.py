@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import LeaderboardColumns, load_yaml_model
-from harness.outcomes import Outcome
+from harness.outcomes import Outcome, OutcomeClass
 from harness.results import intervals, pairwise, stats
 from harness.results.records import CaseRecord, RunPaths, load_records
 
@@ -145,7 +145,7 @@ def _usage_columns(recs: list[CaseRecord], resolved: int) -> dict[str, Any]:
 def leaderboard_tables(records: Iterable[CaseRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows, pairs): one row per (model, agent backend), best resolve rate first, with its `rank`
     range from the pairwise tests; and every pair of rows compared on paired cases (pairwise.csv)."""
-    records = list(records)
+    records = [r for r in records if r.outcome_class != OutcomeClass.EXCLUDED]  # quarantined: apart
     groups: dict[tuple[str, str], list[CaseRecord]] = defaultdict(list)
     for rec in records:
         groups[(rec.model_id, rec.agent_backend)].append(rec)
@@ -159,6 +159,7 @@ def leaderboard_tables(records: Iterable[CaseRecord]) -> tuple[list[dict[str, An
             "cases": len(recs),
         }
         row.update(counts)
+        row["integrity_flagged"] = sum(bool(r.integrity) for r in recs)
         row.update(_rate_columns(recs, counts))
         row.update(_pass_columns(recs))
         row.update(_usage_columns(recs, counts["resolved"]))
@@ -170,6 +171,11 @@ def leaderboard_tables(records: Iterable[CaseRecord]) -> tuple[list[dict[str, An
     for row, key in zip(rows, order, strict=True):
         row["rank"] = ranks[key]
     return rows, pairs
+
+
+def quarantined_instances(records: Iterable[CaseRecord]) -> list[str]:
+    """Instances whose cases were skipped as quarantined (config/quarantine.yaml): reported apart, not rated."""
+    return sorted({r.instance_id for r in records if r.outcome_class == OutcomeClass.EXCLUDED})
 
 
 def leaderboard_rows(records: Iterable[CaseRecord]) -> list[dict[str, Any]]:

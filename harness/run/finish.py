@@ -15,7 +15,7 @@ from harness.infra.containers import Runtime, remove_labelled_containers
 from harness.infra.secrets import redact_tree
 from harness.outcomes import Outcome
 from harness.results.gates import GateResult, evaluate_gates, format_gates
-from harness.results.leaderboard import build_leaderboard, format_table
+from harness.results.leaderboard import build_leaderboard, format_table, quarantined_instances
 from harness.results.records import CaseRecord, RunPaths, load_records, write_predictions
 from harness.run.manifest import finish_manifest
 
@@ -90,6 +90,7 @@ def finish_run(
 SKIP_HINTS = {
     "no-credentials": " - put the provider's key in secrets/credentials.txt (README: credentials)",
     "unavailable": " - the provider does not list the model; check `python -m harness models check`",
+    "excluded": " - quarantined instances (below)",
     "budget": " - a call quota or USD cap was reached (config/model_catalog.yaml providers, sweagent.yaml budgets)",
 }
 
@@ -104,6 +105,11 @@ def summary_lines(summary: RunSummary, paths: RunPaths, infra_errors: int) -> li
     lines += [
         f"{n} case(s) skipped: {cls}" + SKIP_HINTS.get(cls, "") for cls, n in sorted(summary.skips.items())
     ]
+    if quarantined := quarantined_instances(summary.records):
+        lines.append(
+            f"{len(quarantined)} quarantined instance(s), not in any rate (config/quarantine.yaml; "
+            f"--include-quarantined runs them): {', '.join(quarantined)}"
+        )
     lines += [f"unreadable record left in place (not counted): {path}" for path in summary.unreadable]
     if infra_errors:
         lines.append(
