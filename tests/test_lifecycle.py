@@ -65,3 +65,15 @@ def test_bad_options_are_one_harness_error(tmp_path, over, words):
     with pytest.raises(HarnessError, match=words.replace("(", r"\(")) as info:
         EvalRun(_options(tmp_path, **over))
     assert "\n" not in str(info.value)
+
+
+def test_dataset_provenance_in_records_is_typed(tmp_path):
+    """revision_verified is a boolean (it used to be the string "False")."""
+    run = EvalRun(_options(tmp_path, models=("empty",), markexpr="i1"))
+    ctx = run.context()
+    try:
+        ctx.row("dev", "sqlfluff__sqlfluff-1625")
+        info = ctx.dataset_info["dev"]
+    finally:
+        ctx.close()
+    assert info["revision_verified"] is False and info["fingerprint"].startswith("sha256:")

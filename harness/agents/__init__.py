@@ -45,6 +45,9 @@ class AgentResult:
     """Submitted | LimitsExceeded | TimeExceeded | RepeatedFormatError | <exception name> (mini-swe-agent's words)."""
     steps: int = 0
     wall_s: float = 0.0
+    """The agent loop's wall time (the container's start and removal are counted apart)."""
+    container_start_s: float | None = None
+    container_remove_s: float | None = None
     trajectory: Path | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
     infra_error: str | None = None

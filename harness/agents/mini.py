@@ -89,57 +89,32 @@ class MiniRunner:
     name = "mini-swe-agent"
 
     def run(self, task: AgentTask) -> AgentResult:
-        from minisweagent.agents.default import DefaultAgent
-
-        from harness.agents.llm import HarnessLitellmModel, summarize_calls
+        """The agent loop in the instance container; `wall_s` is the loop alone, the container's start and
+        removal are timed apart (container_start_s, container_remove_s)."""
+        from harness.agents.llm import summarize_calls
 
         bench = mini_benchmark_config(Path(task.mini_config or mini_config_path(DEFAULT_MINI_CONFIG, Path())))
         traj = task.artifacts_dir / "trajectory.json"
-        start = time.monotonic()
         env = agent = model = None
+        t0 = time.monotonic()
+        started_s = 0.0
         try:
-            env = capped_environment_class()(
-                image=task.image,
-                cwd="/testbed",
-                executable=task.container_executable,
-                timeout=task.command_timeout_s,
-                env=bench["environment"].get("env", {}),
-                interpreter=["bash", "-c"],
-                run_args=[
-                    "--rm",
-                    "--label",
-                    f"{LABEL_RUN}={task.run_id}",
-                    "--label",
-                    f"{LABEL_CASE}={task.case_id}",
-                ],
-                container_timeout=f"{task.agent_timeout_s + 600}s",
-            )
-            model = HarnessLitellmModel(**self._model_config(task, bench))
-            agent = DefaultAgent(
-                model,
-                env,
-                system_template=bench["agent"]["system_template"],
-                instance_template=bench["agent"]["instance_template"],
-                step_limit=task.step_limit,
-                cost_limit=0,
-                wall_time_limit_seconds=task.agent_timeout_s,
-                output_path=traj,
-            )
+            env = self._environment(task, bench)
+            started_s = time.monotonic() - t0
+            agent, model = self._agent(task, bench, env, traj)
             info = agent.run(task.row["problem_statement"])
-            return AgentResult(
+            result = AgentResult(
                 patch=info.get("submission", "") or "",
                 exit_status=info.get("exit_status", ""),
                 steps=agent.n_calls,
-                wall_s=time.monotonic() - start,
                 trajectory=traj if traj.exists() else None,
                 telemetry=Telemetry(**summarize_calls(model.calls)),
             )
         except Exception as exc:  # the agent loop re-raises what it cannot handle: not the model's outcome
-            return AgentResult(
+            result = AgentResult(
                 patch="",
                 exit_status=type(exc).__name__,
                 steps=agent.n_calls if agent else 0,
-                wall_s=time.monotonic() - start,
                 trajectory=traj if traj.exists() else None,
                 telemetry=Telemetry(**summarize_calls(model.calls)) if model else Telemetry(),
                 infra_error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
@@ -147,13 +122,65 @@ class MiniRunner:
                 traceback=traceback.format_exc(),
             )
         finally:
-            if env is not None and env.container_id:
-                subprocess.run(
-                    [task.container_executable, "rm", "-f", env.container_id],
-                    capture_output=True,
-                    timeout=120,
-                )
-                env.container_id = None
+            loop_end = time.monotonic()
+            removed_s = self._remove(task, env)
+        result.wall_s = loop_end - t0 - started_s
+        result.container_start_s, result.container_remove_s = started_s, removed_s
+        return result
+
+    @staticmethod
+    def _environment(task: AgentTask, bench: dict[str, Any]):
+        return capped_environment_class()(
+            image=task.image,
+            cwd="/testbed",
+            executable=task.container_executable,
+            timeout=task.command_timeout_s,
+            env=bench["environment"].get("env", {}),
+            interpreter=["bash", "-c"],
+            run_args=[
+                "--rm",
+                "--label",
+                f"{LABEL_RUN}={task.run_id}",
+                "--label",
+                f"{LABEL_CASE}={task.case_id}",
+            ],
+            container_timeout=f"{task.agent_timeout_s + 600}s",
+        )
+
+    def _agent(self, task: AgentTask, bench: dict[str, Any], env, traj: Path):
+        from minisweagent.agents.default import DefaultAgent
+
+        from harness.agents.llm import HarnessLitellmModel
+
+        model = HarnessLitellmModel(**self._model_config(task, bench))
+        agent = DefaultAgent(
+            model,
+            env,
+            system_template=bench["agent"]["system_template"],
+            instance_template=bench["agent"]["instance_template"],
+            step_limit=task.step_limit,
+            cost_limit=0,
+            wall_time_limit_seconds=task.agent_timeout_s,
+            output_path=traj,
+        )
+        return agent, model
+
+    @staticmethod
+    def _remove(task: AgentTask, env) -> float:
+        """Remove the agent's container now (mini-swe-agent's own cleanup runs in the background and may
+        outlive the process); `-t 0` spares podman's 10 s stop grace. Returns the seconds it took."""
+        if env is None or not env.container_id:
+            return 0.0
+        t0 = time.monotonic()
+        podman = Path(task.container_executable).name.startswith("podman")
+        grace = ["-t", "0"] if podman else []
+        subprocess.run(
+            [task.container_executable, "rm", "-f", *grace, env.container_id],
+            capture_output=True,
+            timeout=120,
+        )
+        env.container_id = None
+        return time.monotonic() - t0
 
     @staticmethod
     def _model_config(task: AgentTask, bench: dict[str, Any]) -> dict[str, Any]:

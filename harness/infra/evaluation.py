@@ -88,6 +88,11 @@ class LabellingClient:
         return getattr(self._client, name)
 
 
+def eval_log_dir(log_root: Path, eval_run_id: str, model_id: str, instance_id: str) -> Path:
+    """Where swebench's run_instance writes an evaluation's files under `log_root`."""
+    return log_root / eval_run_id / model_id.replace("/", "__") / instance_id
+
+
 def evaluate_patch(
     row: dict,
     patch: str,
@@ -111,7 +116,7 @@ def evaluate_patch(
     # swebench writes logs under a cwd-relative directory; each case gets its own, inside the run folder.
     run_evaluation.RUN_EVALUATION_LOG_DIR = log_root
     pred = {"instance_id": row["instance_id"], "model_name_or_path": model_id, "model_patch": patch}
-    log_dir = log_root / eval_run_id / model_id.replace("/", "__") / row["instance_id"]
+    log_dir = eval_log_dir(log_root, eval_run_id, model_id, row["instance_id"])
     start = time.monotonic()
     nonce = integrity.new_nonce()
     try:

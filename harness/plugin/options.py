@@ -82,6 +82,11 @@ def add_options(parser: pytest.Parser) -> None:
         help="a patch with an integrity flag (edits tests, forged output) is unresolved (class integrity-flagged)",
     )
     group.addoption(
+        "--no-eval-cache",
+        action="store_true",
+        help="grade every patch afresh (default: reuse the machine's cached verdict of an identical evaluation)",
+    )
+    group.addoption(
         "--include-quarantined",
         action="store_true",
         help="run and count instances config/quarantine.yaml quarantines (default: skipped as excluded)",
@@ -119,6 +124,7 @@ def run_options(config: pytest.Config) -> RunOptions:
         predictions=tuple(get("--predictions")),
         strict_integrity=bool(get("--strict-integrity")),
         include_quarantined=bool(get("--include-quarantined")),
+        eval_cache=not (get("--no-eval-cache") or get("--compare-to")),  # a rerun's reproducibility: regrade
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
         attempts=get("--attempts"),
         agent=get("--agent"),

@@ -71,6 +71,9 @@ class CaseRecord(BaseModel):
     eval_wall_s: float = 0.0
     case_wall_s: float = 0.0
     overhead_s: float = 0.0
+    container_start_s: float | None = None
+    """Starting the agent's container (part of overhead_s); None where the backend does not say."""
+    container_remove_s: float | None = None
     """Case wall time outside the agent, the evaluation queue and the evaluation (set-up, container start
     and removal, record writing)."""
     started_at: str = ""
@@ -80,6 +83,10 @@ class CaseRecord(BaseModel):
     integrity: list[str] = []
     """Integrity flags of the evaluated patch (harness.infra.integrity): edits-tests, edits-test-config,
     forged-test-output. They change the verdict only under --strict-integrity."""
+    eval_cache: str = "off"
+    """hit (the verdict of an earlier identical evaluation), miss (graded now and stored) or off."""
+    eval_cache_source: str = ""
+    """On a hit: <run id>/<case id> of the evaluation whose report was reused."""
     test_exit_status: int | None = None
     """Exit status of the evaluator's test command (None: not evaluated, or not recorded)."""
     evaluator_report: dict[str, Any] | None = None

@@ -105,6 +105,7 @@ def calibrate(
         attempts=repeats,
         extra_models=(NOOP_MODEL,),
         include_quarantined=True,
+        eval_cache=False,  # every gold run is graded afresh: a cached verdict cannot flip
         no_gates=True,
         check_models="no",
     )

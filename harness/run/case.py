@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for
 from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
 from harness.config.catalog import missing_key, provider_settings
-from harness.infra.containers import LABEL_CASE, LABEL_RUN, instance_image_name
-from harness.infra.evaluation import eval_slot, evaluate_patch
+from harness.infra.containers import instance_image_name
 from harness.infra.secrets import redact_json, redact_tree
 from harness.outcomes import SKIP_CLASSES, Outcome, OutcomeClass
 from harness.results.records import CaseRecord, mark_running, sha256_text, write_record
 from harness.run.context import RunContext
+from harness.run.grading import grade_patch
 from harness.run.grid import Case
 
 PATCH_CLASS_TEXT = {
@@ -135,7 +135,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
         text = result.message or f"{PATCH_CLASS_TEXT[cls]} (agent exit: {result.exit_status})"
         fields.update(outcome=Outcome.UNRESOLVED, outcome_class=cls, message=text)
     else:
-        fields.update(_evaluate(ctx, case, row, result.patch))
+        fields.update(grade_patch(ctx, case, row, result.patch))
     if result.patch:
         (task.artifacts_dir / "patch.diff").write_text(result.patch)
     return save_record(ctx, case, model, row, result, fields, started=started, t0=t0)
@@ -175,6 +175,8 @@ def save_record(
         agent_wall_s=round(result.wall_s, 3),
         case_wall_s=round(case_wall, 3),
         overhead_s=round(max(case_wall - inside, 0.0), 3),
+        container_start_s=_rounded(result.container_start_s),
+        container_remove_s=_rounded(result.container_remove_s),
         started_at=started,
         finished_at=_now(),
         telemetry=result.telemetry,
@@ -241,42 +243,8 @@ def set_aside(path, suffix: str) -> None:
         path.rename(path.with_name(f"{path.name}.{suffix}-{time.time_ns()}"))
 
 
-def _evaluate(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
-    namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
-    ctx.runtime  # noqa: B018 - make sure DOCKER_HOST points at the runtime before swebench connects
-    with eval_slot(ctx.paths.slots, ctx.eval_workers) as waited:
-        ev = evaluate_patch(
-            row,
-            patch,
-            model_id=case.model_id,
-            eval_run_id=f"{ctx.run_id}.{case.model_id}.a{case.attempt}",
-            namespace=namespace,
-            log_root=ctx.paths.case_artifacts(case.case_id) / "evaluation",
-            timeout_s=ctx.cfg.agent.evaluation.timeout_s,
-            labels={LABEL_RUN: ctx.run_id, LABEL_CASE: case.case_id},
-        )
-    out = {
-        "outcome": Outcome.ERROR if ev.infra else (Outcome.RESOLVED if ev.resolved else Outcome.UNRESOLVED),
-        "outcome_class": ev.outcome_class,
-        "message": ev.message,
-        "eval_queue_wait_s": round(waited, 3),
-        "eval_wall_s": round(ev.wall_s, 3),
-        "tests_status": ev.tests_status,
-        "evaluator_report": ev.report,
-        "log_dir": ev.log_dir,
-    }
-    if ev.infra:
-        out["errors"] = [{"stage": "evaluation", "error": ev.message, "traceback": ""}]
-    else:
-        out.update(integrity=ev.integrity, test_exit_status=ev.test_exit_status)
-        if ev.integrity and ctx.strict_integrity:
-            verdict = "resolved" if ev.resolved else "unresolved"
-            out.update(
-                outcome=Outcome.UNRESOLVED,
-                outcome_class=OutcomeClass.INTEGRITY_FLAGGED,
-                message=f"--strict-integrity: {', '.join(ev.integrity)} (the evaluator said {verdict})",
-            )
-    return out
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _artifacts(ctx: RunContext, case: Case, result: AgentResult, log_dir) -> dict[str, str]:

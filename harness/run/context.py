@@ -19,6 +19,7 @@ from harness.config import FIXTURES_SLICE, HarnessConfig
 from harness.demo.fixtures import FIXTURE_IDS
 from harness.errors import HarnessError
 from harness.infra.containers import Runtime, detect_runtime
+from harness.infra.eval_cache import EvalCache, default_root
 from harness.results.records import RunPaths
 
 
@@ -75,6 +76,7 @@ class RunContext:
         backend: str = "mini",
         strict_integrity: bool = False,
         include_quarantined: bool = False,
+        eval_cache: bool = True,
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -86,6 +88,9 @@ class RunContext:
         self.backend = backend
         self.strict_integrity = strict_integrity
         self.include_quarantined = include_quarantined
+        self.eval_cache = EvalCache(default_root(runs_dir)) if eval_cache else None
+        """The machine's content-addressed evaluation cache; None under --no-eval-cache."""
+        self._digests: dict[str, str | None] = {}
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
         self._runtime: Runtime | None = None
@@ -103,6 +108,16 @@ class RunContext:
             self._runtime = detect_runtime()
             self._runtime.export_env()
         return self._runtime
+
+    def image_digest(self, image: str) -> str | None:
+        """The local image's id (content digest), asked once per process; None when it is not there."""
+        if image not in self._digests:
+            done = self.runtime.run("image", "inspect", "--format", "{{.Id}}", image, check=False)
+            digest = done.stdout.strip() if done.returncode == 0 else ""
+            self._digests[image] = digest or None
+            if not digest:
+                return self._digests.pop(image)  # not pulled yet: ask again next time
+        return self._digests[image]
 
     def use_rows(self, split: str, rows: dict[str, dict]) -> None:
         """Instance rows given by the caller for `split` (calibrating an instance set built elsewhere)."""

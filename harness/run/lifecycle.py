@@ -45,6 +45,8 @@ class RunOptions:
     """Catalog entries added for this run only (calibration's no-op model)."""
     strict_integrity: bool = False
     include_quarantined: bool = False
+    eval_cache: bool = True
+    """False under --no-eval-cache: every patch is graded afresh (and nothing is stored)."""
     models: tuple[str, ...] | None = None
     attempts: int | None = None
     agent: str | None = None
@@ -152,6 +154,10 @@ class EvalRun:
         from harness.run.context import RunContext
 
         workers = self.options.eval_workers
+        if self.backend == "mini" and any(
+            self.cfg.catalog.get(c.model_id).kind in LLM_KINDS for c in self.selected
+        ):
+            _warm_llm_imports()
         return RunContext(
             self.cfg,
             self.run_id,
@@ -163,6 +169,7 @@ class EvalRun:
             backend=self.backend,
             strict_integrity=self.options.strict_integrity,
             include_quarantined=self.options.include_quarantined,
+            eval_cache=self.options.eval_cache,
         )
 
     def run_case(self, ctx: RunContext, case: Case) -> CaseRecord:
@@ -234,3 +241,20 @@ def _check_numbers(options: RunOptions) -> None:
         raise HarnessError(f"--infra-retries {options.infra_retries}: use 0 or more")
     if options.eval_workers is not None and options.eval_workers < 1:
         raise HarnessError(f"--eval-workers {options.eval_workers}: use 1 or more evaluation slots")
+
+
+LLM_KINDS = ("scripted", "litellm")
+
+
+def _warm_llm_imports() -> None:
+    """Import litellm and mini-swe-agent's model (about 5 s) in the background while the process does
+    other work, instead of on the first LLM case; an import that is still running blocks only its user."""
+    import threading
+
+    def warm() -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            import harness.agents.llm  # noqa: F401
+
+    threading.Thread(target=warm, name="harness-warm-imports", daemon=True).start()
