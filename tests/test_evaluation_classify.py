@@ -298,3 +298,55 @@ def test_torn_report_is_evaluator_error(tmp_path: Path) -> None:
     log_dir = log_dir_with_log(tmp_path, None)
     (log_dir / "report.json").write_text('{"inst": {"resolved": tr')
     assert classify_evaluation("inst", log_dir, 0.0).outcome_class == "evaluator-error"
+
+
+# --- the CPU governor of eval_slot ---------------------------------------------------------------------
+
+
+def test_a_busy_machine_admits_no_second_evaluation(tmp_path: Path, holder) -> None:
+    """Slot 1 is free, but the CPU is over the target: we wait for slot 0 instead."""
+    proc, released = holder(2)
+    with eval_slot(tmp_path / ".slots", 2, poll_s=0.02, cpu_target=80, cpu_percent=lambda: 95.0) as waited:
+        entered_at = time.monotonic()
+    proc.join(10)
+    assert 0.3 < waited < 3.0 and entered_at >= released.value - 0.05
+
+
+def test_a_calm_machine_admits_the_second_evaluation_at_once(tmp_path: Path, holder) -> None:
+    proc, released = holder(2)
+    with eval_slot(tmp_path / ".slots", 2, poll_s=0.02, cpu_target=80, cpu_percent=lambda: 10.0) as waited:
+        assert proc.is_alive() and released.value == 0.0
+    assert waited < 0.15
+
+
+def test_the_first_slot_is_admitted_however_busy(tmp_path: Path) -> None:
+    with eval_slot(tmp_path / ".slots", 4, poll_s=0.02, cpu_target=80, cpu_percent=lambda: 100.0) as waited:
+        assert waited < 0.1
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_the_governor_reads_the_real_cpu(tmp_path: Path, holder) -> None:
+    """With every CPU thread spinning, psutil reports the machine busy and slot 1 is refused."""
+    import os
+
+    from harness.infra.evaluation import _cpu_percent
+
+    ctx = multiprocessing.get_context("fork")
+    spinners = [ctx.Process(target=_spin, args=(3.0,)) for _ in range(os.cpu_count() or 1)]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        time.sleep(0.3)
+        assert _cpu_percent() >= 80
+        proc, released = holder(2)
+        with eval_slot(tmp_path / ".slots", 2, poll_s=0.02, cpu_target=80) as waited:
+            entered_at = time.monotonic()
+        assert entered_at >= released.value - 0.05 and waited > 0.2  # waited for slot 0
+    finally:
+        for spinner in spinners:
+            spinner.join(10)

@@ -133,6 +133,9 @@ class AgentLimits(Strict):
 class EvaluationSettings(Strict):
     timeout_s: int = Field(1800, ge=1)
     workers: int = Field(4, ge=1)
+    """Evaluation slots shared by every worker of a run (--eval-workers overrides)."""
+    cpu_target_percent: float | None = Field(80, gt=0, le=100)
+    """Slots beyond the first are admitted only while the machine's CPU is under this; null = no governor."""
 
 
 class Budgets(Strict):

@@ -91,12 +91,15 @@ class ScriptedLLMServer:
         usage_mode: UsageMode = "openai",
         host: str = "127.0.0.1",
         port: int = 0,
+        latency_s: float = 0.0,
     ) -> None:
         self.scripts: list[Script] = list(scripts or [])
         self.models: list[str] | None = list(models) if models is not None else None
         self.usage_mode: UsageMode = usage_mode
         self.host = host
         self.port = port
+        self.latency_s = latency_s
+        """Added to every chat request, as a real provider's think time (benchmarks/pipeline.py)."""
         self.requests: list[dict[str, Any]] = []
         self.faults_served = 0
         self._faults: deque[Fault] = deque()
@@ -197,6 +200,8 @@ class ScriptedLLMServer:
         self._log(body, headers, path)
         if not isinstance(body, dict):
             return _error(400, "Request body is not a JSON object.", "invalid_request_error", None)
+        if self.latency_s:
+            self._stopping.wait(self.latency_s)
         fault = self._pop_fault()
         if fault is not None:
             early = self._apply_fault(fault, body)

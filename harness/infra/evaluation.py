@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,21 +39,35 @@ class EvalResult:
 
 
 @contextmanager
-def eval_slot(slots_dir: Path, n_slots: int, poll_s: float = 0.2) -> Iterator[float]:
-    """Hold one of `n_slots` evaluation slots (shared by every process of the run); yields the wait in seconds."""
+def eval_slot(
+    slots_dir: Path,
+    n_slots: int,
+    poll_s: float = 0.2,
+    cpu_target: float | None = None,
+    cpu_percent: Callable[[], float] | None = None,
+) -> Iterator[float]:
+    """Hold one of `n_slots` evaluation slots (shared by every process of the run); yields the wait in seconds.
+
+    With `cpu_target`, slots beyond the first are admitted only while the machine's CPU is under it (the
+    governor): evaluations are what load the CPU, agents mostly wait on the LLM, so a large -n cannot push
+    the machine over the target. Slot 0 is always admitted, so evaluations never starve.
+    """
     slots_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     handles = [open(slots_dir / f"slot-{i}.lock", "a+") for i in range(n_slots)]  # noqa: SIM115
     held = None
     try:
         while held is None:
-            for handle in handles:
+            for index, handle in enumerate(handles):
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    held = handle
-                    break
                 except BlockingIOError:
                     continue
+                if index and cpu_target is not None and (cpu_percent or _cpu_percent)() >= cpu_target:
+                    fcntl.flock(handle, fcntl.LOCK_UN)  # the machine is busy: wait for slot 0 or calm
+                    continue
+                held = handle
+                break
             if held is None:
                 time.sleep(poll_s)
         yield time.monotonic() - start
@@ -62,6 +76,13 @@ def eval_slot(slots_dir: Path, n_slots: int, poll_s: float = 0.2) -> Iterator[fl
             fcntl.flock(held, fcntl.LOCK_UN)
         for handle in handles:
             handle.close()
+
+
+def _cpu_percent() -> float:
+    """The machine's CPU use over the last 0.2 s, all threads (psutil)."""
+    import psutil
+
+    return float(psutil.cpu_percent(interval=0.2))
 
 
 class _LabellingContainers:

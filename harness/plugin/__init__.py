@@ -50,6 +50,10 @@ def pytest_configure(config: pytest.Config) -> None:
             _cap_workers(config)
             if not config.option.collectonly:
                 run.start()
+                workers = getattr(config.option, "numprocesses", None)
+                run.header.append(
+                    run.concurrency_line(workers if isinstance(workers, int) and workers else 1)
+                )
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run

@@ -49,7 +49,7 @@ def patch_class(result: AgentResult) -> str | None:
     return None
 
 
-def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTask:
+def agent_task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTask:
     limits = ctx.cfg.agent.agent
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
     needs_runtime = model.kind in ("scripted", "litellm") or (model.kind == "empty" and ctx.backend != "mini")
@@ -115,7 +115,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
     started, t0 = _now(), time.monotonic()
     model = ctx.cfg.catalog.get(case.model_id)
     row = ctx.row(case.split, case.instance_id)
-    task = _task(ctx, case, model, row)
+    task = agent_task(ctx, case, model, row)
     task.artifacts_dir.mkdir(parents=True, exist_ok=True)
     if skip := skip_reason(ctx, case, model):
         result = AgentResult(patch="", exit_status="NotStarted", infra_class=skip[0], infra_error=skip[1])

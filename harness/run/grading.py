@@ -38,7 +38,8 @@ def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
             "eval_cache_source": f"{hit.meta.get('run_id')}/{hit.meta.get('case_id')}",
         }
     else:
-        with eval_slot(ctx.paths.slots, ctx.eval_workers) as waited:
+        target = ctx.cfg.agent.evaluation.cpu_target_percent
+        with eval_slot(ctx.paths.slots, ctx.eval_workers, cpu_target=target) as waited:
             ev = evaluate_patch(
                 row,
                 patch,

@@ -143,6 +143,16 @@ class EvalRun:
         cases = [c for c in self.cases if c.case_id in case_ids]
         return estimate_lines(self.cfg, cases, selected_models(self.cfg, cases))
 
+    def concurrency_line(self, agent_workers: int) -> str:
+        """What the run chose for its two knobs, and why (the terminal header)."""
+        slots = self.options.eval_workers or self.cfg.agent.evaluation.workers
+        target = self.cfg.agent.evaluation.cpu_target_percent
+        admit = f"beyond the first only while CPU < {target:g}%" if target else "without a CPU governor"
+        return (
+            f"concurrency: {agent_workers} agent worker(s) (LLM-bound); up to {slots} evaluation slot(s) "
+            f"shared by them, {admit} (config evaluation.workers / cpu_target_percent, --eval-workers)"
+        )
+
     def finished_case_ids(self) -> set[str]:
         """Cases of a resumed run that already have a model outcome (deselected before anything runs)."""
         return finished_case_ids(self.paths) if self.options.resume else set()

@@ -1,0 +1,220 @@
+"""The harness's pipeline against two-phase, on the same grid (targets: <= 0.8x two-phase wall, >= 0.85 of
+the ideal, <= 300 MB peak RSS per xdist worker, median per-case overhead <= 1 s).
+
+Grid: the 3 bundled fixture instances x M scripted models (`--model-spec` entries on one scripted
+OpenAI-compatible server that waits `--latency` seconds on every request, so agents wait like real ones).
+
+(a) harness: `pytest evals -m demo --models s1..sM -n W --eval-workers E --no-eval-cache`: agents and
+    evaluations overlap (each case is evaluated as soon as its agent ends, in one of E slots).
+(b) two-phase, as SWE-agent's run-batch and mini-swe-agent's batch mode do it: every agent first
+    (W threads, the same mini-swe-agent runner), then every prediction through the official evaluator
+    (E processes, the same `run_instance`), in a subprocess of its own.
+
+Reported: both walls (process start to exit) and their ratio; the harness's efficiency against the ideal
+max(sum agent / W, sum evaluation / E) from its own records; peak RSS of each xdist worker (psutil);
+the median per-case overhead (case wall outside agent loop, queue and evaluation) of the harness run.
+
+    .venv/bin/python benchmarks/pipeline.py                # print the markdown section
+    .venv/bin/python benchmarks/pipeline.py --write        # and replace "## Pipeline" in docs/performance.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.perfdoc import machine_line, replace_section  # noqa: E402
+
+
+def model_specs(url: str, n: int) -> list[str]:
+    return [f"id=s{k},litellm=openai/scripted-fixture-solver,api_base={url}" for k in range(1, n + 1)]
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "OPENAI_API_KEY": "scripted-server-needs-no-key",
+        "HARNESS_EVAL_CACHE": "/nonexistent",
+    }
+
+
+def peak_rss(pid: int, stop: threading.Event, out: dict[int, int]) -> None:
+    """Sample the RSS of `pid`'s descendants (xdist workers) until `stop`; keep the peak per process."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        while not stop.wait(0.2):
+            for child in root.children(recursive=True):
+                try:
+                    if "xdist" in " ".join(child.cmdline()) or "execnet" in " ".join(child.cmdline()):
+                        out[child.pid] = max(out.get(child.pid, 0), child.memory_info().rss)
+                except psutil.Error:
+                    continue
+    except psutil.Error:
+        return
+
+
+def run_harness(tmp: Path, url: str, models: int, workers: int, slots: int) -> dict:
+    args = ["--models", ",".join(f"s{k}" for k in range(1, models + 1))]
+    for spec in model_specs(url, models):
+        args += ["--model-spec", spec]
+    cmd = [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-q", "-m", "demo", *args,
+           "-n", str(workers), "--eval-workers", str(slots), "--no-eval-cache", "--no-gates",
+           "--check-models", "no", "--runs-dir", str(tmp / "runs"), "--run-id", "pipe"]  # fmt: skip
+    rss: dict[int, int] = {}
+    stop = threading.Event()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    sampler = threading.Thread(target=peak_rss, args=(proc.pid, stop, rss), daemon=True)
+    sampler.start()
+    output = proc.communicate(timeout=1800)[0]
+    wall = time.monotonic() - t0
+    stop.set()
+    records = [json.loads(p.read_text()) for p in (tmp / "runs" / "pipe" / "cases").glob("*.json")]
+    if proc.returncode != 0 or not records:
+        raise SystemExit(f"harness run failed ({proc.returncode}):\n{output[-3000:]}")
+    announced = next((line for line in output.splitlines() if "agent worker(s)" in line), "")
+    return {"wall": wall, "records": records, "rss": sorted(rss.values()), "announced": announced}
+
+
+# --- (b) two-phase, in a subprocess of its own ---------------------------------------------------------
+
+
+def _evaluate_one(args: tuple) -> float:
+    row, patch, model_id, log_root = args
+    from harness.infra.evaluation import evaluate_patch
+
+    t0 = time.monotonic()
+    evaluate_patch(row, patch, model_id=model_id, eval_run_id="two-phase", namespace="localhost",
+                   log_root=Path(log_root), timeout_s=600)  # fmt: skip
+    return time.monotonic() - t0
+
+
+def two_phase_child(tmp: Path, url: str, models: int, workers: int, slots: int) -> None:
+    """Phase 1: every agent (W threads). Phase 2: every prediction through the evaluator (E processes)."""
+    from harness.agents import runner_for
+    from harness.run.case import agent_task
+    from harness.run.lifecycle import EvalRun, RunOptions
+
+    options = RunOptions(config_dir=ROOT / "config", runs_dir=tmp / "runs", credentials=tmp / "none",
+                         models=tuple(f"s{k}" for k in range(1, models + 1)),
+                         model_specs=tuple(model_specs(url, models)), markexpr="demo", run_id="two-phase",
+                         check_models="no", eval_cache=False)  # fmt: skip
+    run = EvalRun(options)
+    ctx = run.context()
+    ctx.ensure_fixture_images()
+
+    def agent(case):
+        model = ctx.cfg.catalog.get(case.model_id)
+        row = ctx.row(case.split, case.instance_id)
+        task = agent_task(ctx, case, model, row)
+        task.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return case, row, runner_for(model).run(task).patch
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        done = list(pool.map(agent, run.selected))
+    phase1 = time.monotonic() - t0
+    jobs = [
+        (row, patch, case.model_id, str(tmp / "eval" / case.case_id)) for case, row, patch in done if patch
+    ]
+    with ProcessPoolExecutor(slots) as pool:
+        list(pool.map(_evaluate_one, jobs))
+    ctx.close()
+    print(json.dumps({"phase1": phase1, "phase2": time.monotonic() - t0 - phase1, "evaluated": len(jobs)}))
+
+
+def run_two_phase(tmp: Path, url: str, models: int, workers: int, slots: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--two-phase-child", str(tmp), "--url", url,
+           "--models", str(models), "--workers", str(workers), "--eval-slots", str(slots)]  # fmt: skip
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"two-phase run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return {"wall": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def section(a: dict, b: dict, args: argparse.Namespace) -> str:
+    recs = a["records"]
+    agent_sum = sum(r["agent_wall_s"] + (r.get("container_start_s") or 0) for r in recs)
+    eval_sum = sum(r["eval_wall_s"] for r in recs)
+    ideal = max(agent_sum / args.workers, eval_sum / args.eval_slots)
+    ratio, efficiency = a["wall"] / b["wall"], ideal / a["wall"]
+    overheads = [r["overhead_s"] for r in recs if r["agent_wall_s"] > 0]
+    rss_mb = [round(x / 2**20) for x in a["rss"]]
+    cmd = (f"`.venv/bin/python benchmarks/pipeline.py --models {args.models} --latency {args.latency:g} "
+           f"--workers {args.workers} --eval-slots {args.eval_slots} --write`")  # fmt: skip
+
+    def verdict(ok: bool) -> str:
+        return "within target" if ok else "**misses the target**"
+
+    return f"""## Pipeline
+
+Command: {cmd} — {machine_line()}.
+
+Grid: 3 fixture instances x {args.models} scripted models ({len(recs)} cases, K=1), every LLM request
+answered after {args.latency:g} s; {args.workers} agent workers, {args.eval_slots} evaluation slots, evaluation cache off.
+
+| | wall | detail |
+|---|---|---|
+| (a) harness, agents and evaluations overlapping | {a["wall"]:.1f} s | sum of agent time {agent_sum:.1f} s, of evaluation time {eval_sum:.1f} s |
+| (b) two-phase (agents, then `run_instance` on the predictions) | {b["wall"]:.1f} s | agents {b["phase1"]:.1f} s, then evaluations {b["phase2"]:.1f} s ({b["evaluated"]} patches) |
+
+- **harness / two-phase: {ratio:.2f}x** (target <= 0.8x: {verdict(ratio <= 0.8)}).
+- **efficiency against the ideal** max(sum agent / {args.workers}, sum evaluation / {args.eval_slots}) = {ideal:.1f} s:
+  **{efficiency:.2f}** (target >= 0.85: {verdict(efficiency >= 0.85)}). Both walls include interpreter and
+  pytest start-up, worker start and the first case's imports, which the ideal does not.
+- **median per-case overhead** (case wall outside agent loop, queue and evaluation, the agent's container
+  start and removal included): {statistics.median(overheads):.2f} s over {len(overheads)} cases
+  (max {max(overheads):.2f} s; target <= 1 s: {verdict(statistics.median(overheads) <= 1.0)}).
+- **peak RSS per xdist worker**: {", ".join(f"{m} MB" for m in rss_mb) or "not sampled"}
+  (target <= 300 MB: {verdict(bool(rss_mb) and max(rss_mb) <= 300)}).
+- The terminal announced: `{a["announced"].strip()}`.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=4)
+    parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--eval-slots", type=int, default=2)
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--two-phase-child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.two_phase_child is not None:
+        two_phase_child(args.two_phase_child, args.url, args.models, args.workers, args.eval_slots)
+        return
+    from harness.demo.llm_server import ScriptedLLMServer
+    from harness.demo.scripts import FIXTURE_SCRIPTS
+
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS), latency_s=args.latency) as server:
+        with tempfile.TemporaryDirectory(prefix="bench-two-phase-") as tmp:
+            b = run_two_phase(Path(tmp), server.url, args.models, args.workers, args.eval_slots)
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            a = run_harness(Path(tmp), server.url, args.models, args.workers, args.eval_slots)
+    text = section(a, b, args)
+    print(text)
+    if args.write:
+        replace_section("## Pipeline", text)
+
+
+if __name__ == "__main__":
+    main()
