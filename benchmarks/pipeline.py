@@ -59,7 +59,8 @@ def peak_rss(pid: int, stop: threading.Event, out: dict[int, int]) -> None:
         while not stop.wait(0.2):
             for child in root.children(recursive=True):
                 try:
-                    if "xdist" in " ".join(child.cmdline()) or "execnet" in " ".join(child.cmdline()):
+                    cmdline = child.cmdline()
+                    if cmdline and "python" in Path(cmdline[0]).name and "-c" in cmdline:  # execnet workers
                         out[child.pid] = max(out.get(child.pid, 0), child.memory_info().rss)
                 except psutil.Error:
                     continue
@@ -71,7 +72,7 @@ def run_harness(tmp: Path, url: str, models: int, workers: int, slots: int) -> d
     args = ["--models", ",".join(f"s{k}" for k in range(1, models + 1))]
     for spec in model_specs(url, models):
         args += ["--model-spec", spec]
-    cmd = [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-q", "-m", "demo", *args,
+    cmd = [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-m", "demo", *args,
            "-n", str(workers), "--eval-workers", str(slots), "--no-eval-cache", "--no-gates",
            "--check-models", "no", "--runs-dir", str(tmp / "runs"), "--run-id", "pipe"]  # fmt: skip
     rss: dict[int, int] = {}
