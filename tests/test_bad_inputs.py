@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ from harness.results.records import CaseRecord
 from harness.run.case import run_case
 from harness.run.context import RunContext
 from harness.run.grid import Case
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_cli, run_evals
 
 CALC = "fixtures__calc-1"
 CALC_SCRIPT = FIXTURE_SCRIPTS[0]
@@ -45,14 +44,7 @@ SECRET = "sk-bad-inputs-never-echo-5e4d3c2b1a"
 
 
 def _evals(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-q", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTEST_ADDOPTS": "", "HF_HUB_OFFLINE": "1", **(env or {})},
-    )
+    return run_evals("-q", *args, env={"HF_HUB_OFFLINE": "1", **(env or {})}, timeout=timeout)
 
 
 def _run_empty(tmp_path: Path, *args: str, run_id: str = "bad", env: dict | None = None):
@@ -356,14 +348,7 @@ def test_dataset_fingerprint_mismatch_refuses_the_run(tmp_path):
 
 def test_dataset_fingerprint_mismatch_cli_verify(tmp_path):
     root = _harness_root(tmp_path, tamper=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "--config", str(ROOT / "config"), "dataset", "verify"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HARNESS_ROOT": str(root)},
-    )
+    done = run_cli("--config", str(ROOT / "config"), "dataset", "verify", env={"HARNESS_ROOT": str(root)})
     line = _one_error_line(done, code=2, prefix="error:")
     assert "fingerprint mismatch" in line and "dev" in line
 

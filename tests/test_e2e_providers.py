@@ -7,31 +7,17 @@ scripted OpenAI-compatible server in this process, reached over real HTTP throug
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from harness.demo.llm_server import Script, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
-from tests.conftest import ROOT
+from tests.helpers import ROOT, XDIST_OUTCOME_ENUM_BUG, run_evals
 
 pytestmark = pytest.mark.containers
 SENTINEL = "sk-sentinel-9f8e7d6c5b4a39281706"
-
-
-def run_evals(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def _config(tmp_path, catalog_edit=None, agent_edit=None):
@@ -87,6 +73,7 @@ def test_a_sentinel_key_never_lands_in_any_file(fixture_images, tmp_path):
     assert "[REDACTED:SIM_API_KEY]" in trajectory.read_text()  # the model echoed it: redacted, not dropped
 
 
+@pytest.mark.xfail(strict=True, reason=XDIST_OUTCOME_ENUM_BUG)
 def test_a_daily_call_quota_hit_mid_run_skips_the_rest(fixture_images, tmp_path):
     quota = 12
 
@@ -125,6 +112,7 @@ def test_a_daily_call_quota_hit_mid_run_skips_the_rest(fixture_images, tmp_path)
     assert "case(s) skipped: budget" in done.stdout
 
 
+@pytest.mark.xfail(strict=True, reason=XDIST_OUTCOME_ENUM_BUG)
 def test_a_usd_cap_hit_mid_run_stops_spending(fixture_images, tmp_path):
     cap = 0.05
 
