@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
 
+from harness.config.loading import load_gates
+from harness.config.schema import GateSpec
 from harness.results.compare import compare_runs, format_comparison
-from harness.results.gates import GateSpec, evaluate_gates, load_gates
+from harness.results.gates import evaluate_gates
 from harness.results.records import CaseRecord
-from tests.conftest import ROOT
-
-
-def rec(model: str, instance: str, outcome: str, attempt: int = 1, cls: str | None = None) -> CaseRecord:
-    return CaseRecord(
-        run_id="r",
-        case_id=f"{model}-{instance}-a{attempt}",
-        model_id=model,
-        provider=None,
-        litellm_id=None,
-        instance_id=instance,
-        repo="o/r",
-        split="dev",
-        attempt=attempt,
-        agent_backend="mini",
-        outcome=outcome,
-        outcome_class=cls or outcome,
-    )  # type: ignore[arg-type]
+from tests.helpers import ROOT, case_record, run_cli, run_evals
 
 
 def grid(model_outcomes: dict[str, str]) -> list[CaseRecord]:
     """model -> string of r/u per instance, e.g. {'kimi': 'rru'}."""
     return [
-        rec(m, f"i{n}", "resolved" if ch == "r" else "unresolved")
+        case_record(m, f"i{n}", "resolved" if ch == "r" else "unresolved", run_id="r")
         for m, s in model_outcomes.items()
         for n, ch in enumerate(s)
     ]
@@ -98,7 +80,7 @@ def test_flip_rate_gate_against_a_rerun():
 def test_compare_runs_pairs_cases_and_lists_flips():
     a = grid({"kimi": "rrrrrrrrrr", "glm": "ruuu"})
     b = grid({"kimi": "uuuuuuuuuu", "glm": "ruuu"})
-    b.append(rec("extra", "i0", "resolved"))
+    b.append(case_record("extra", "i0", "resolved", run_id="r"))
     rows = {r.model: r for r in compare_runs(a, b, n_boot=500)}
     assert set(rows) == {"kimi", "glm"}
     kimi = rows["kimi"]
@@ -109,20 +91,43 @@ def test_compare_runs_pairs_cases_and_lists_flips():
     assert "flip kimi: kimi-i0-a1 resolved -> unresolved" in text
 
 
+def _exact_bootstrap_quantiles(diffs: list[int], qs: tuple[float, float]) -> list[float]:
+    """Quantiles of the exact bootstrap distribution of mean(diffs): m draws with replacement, by convolution."""
+    m = len(diffs)
+    dist = {0: 1.0}
+    for _ in range(m):
+        step: dict[int, float] = {}
+        for total, p in dist.items():
+            for d in diffs:
+                step[total + d] = step.get(total + d, 0.0) + p / m
+        dist = step
+    out, cum, ordered = [], 0.0, sorted(dist.items())
+    for q in qs:
+        cum = 0.0
+        for total, p in ordered:
+            cum += p
+            if cum >= q - 1e-12:
+                out.append(total / m)
+                break
+    return out
+
+
+def test_compare_delta_interval_is_the_paired_bootstrap_of_the_per_instance_differences():
+    a_outcomes, b_outcomes = "rrrrruuuuu", "uuuuruuuur"  # per instance a - b: four +1, five 0, one -1
+    (row,) = compare_runs(grid({"kimi": a_outcomes}), grid({"kimi": b_outcomes}), n_boot=4000, seed=3)
+    diffs = [int(x == "r") - int(y == "r") for x, y in zip(a_outcomes, b_outcomes, strict=True)]
+    assert row.delta == pytest.approx(0.3)
+    exact = _exact_bootstrap_quantiles(diffs, (0.025, 0.975))
+    assert exact == pytest.approx([-0.1, 0.7])
+    # 4000 replicates put the percentiles on the exact bootstrap quantiles (the mean lives on a 1/10 grid)
+    assert (row.delta_lo, row.delta_hi) == pytest.approx(exact, abs=1e-9)
+    line = format_comparison([row], "a", "b").splitlines()[2]
+    assert line.split() == ["kimi", "10", "50.0%", "20.0%", "+30.0%", "[-10.0%,", "+70.0%]", "0.375", "50%"]
+
+
 def test_the_shipped_gates_file_is_valid():
     names = [g.name for g in load_gates(ROOT / "config" / "gates.yaml")]
     assert names == ["baseline_ratio", "malformed_patches", "reproducibility", "cpu", "models_with_results"]
-
-
-def _run(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.mark.containers
@@ -151,7 +156,7 @@ def test_a_failing_gate_fails_the_session_and_shows_in_junit(fixture_images, tmp
         "--runs-dir",
         str(tmp_path / "runs"),
     ]
-    done = _run(*args, "--run-id", "gated", "--junitxml", str(junit))
+    done = run_evals(*args, "--run-id", "gated", "--junitxml", str(junit))
     assert done.returncode == 1, done.stdout[-2000:]
     assert "gate needs_two_models: FAILED - 1 model(s) with results" in done.stdout
     cases = {
@@ -162,38 +167,20 @@ def test_a_failing_gate_fails_the_session_and_shows_in_junit(fixture_images, tmp
     manifest = json.loads((tmp_path / "runs" / "gated" / "manifest.json").read_text())
     assert {g["name"]: g["status"] for g in manifest["gates"]}["needs_two_models"] == "failed"
     assert manifest["grids"] == ["demo"]
-    reported = _run(*args, "--run-id", "reported", "--no-gates")
+    reported = run_evals(*args, "--run-id", "reported", "--no-gates")
     assert reported.returncode == 0 and "gate needs_two_models: FAILED" in reported.stdout
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--config",
-            str(cfg),
-            "gates",
-            str(tmp_path / "runs" / "gated"),
-            "--compare-to",
-            str(tmp_path / "runs" / "reported"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cli = run_cli(
+        "--config", str(cfg), "gates", str(tmp_path / "runs" / "gated"),
+        "--compare-to", str(tmp_path / "runs" / "reported"),
+    )  # fmt: skip
     assert cli.returncode == 1 and "gate reproducibility: PASSED" in cli.stdout
-    compare = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "compare",
-            str(tmp_path / "runs" / "gated"),
-            str(tmp_path / "runs" / "reported"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert compare.returncode == 0 and "gold" in compare.stdout and "flips" in compare.stdout
+    compare = run_cli("compare", str(tmp_path / "runs" / "gated"), str(tmp_path / "runs" / "reported"))
+    assert compare.returncode == 0, compare.stderr
+    lines = compare.stdout.splitlines()
+    assert lines[0] == "paired comparison: a=gated  b=reported"
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    # the demo baselines are deterministic: the same outcome on every paired case, no flip
+    assert rows == {
+        "empty": ["3", "0.0%", "0.0%", "+0.0%", "[+0.0%,", "+0.0%]", "1", "0%"],
+        "gold": ["3", "100.0%", "100.0%", "+0.0%", "[+0.0%,", "+0.0%]", "1", "0%"],
+    }
