@@ -16,8 +16,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -216,18 +218,33 @@ def test_negative_calls_per_day(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "spec",
+    ("spec", "says"),
     [
-        "garbage",
-        "id=local,litellm=openai/m",  # no api_base
-        "id=Bad Id,litellm=openai/m,api_base=http://127.0.0.1:9/v1",
-        "id=local,litellm=openai/m,api_base=http://127.0.0.1:9/v1,price_in=-3",
-        "id=gold,litellm=openai/m,api_base=http://127.0.0.1:9/v1",  # clashes with the catalog
+        pytest.param("garbage", "bad part 'garbage'; use id=,litellm=,api_base=", id="no-equals"),
+        pytest.param(
+            "id=local,litellm=openai/m", "provider openai-compatible needs api_base", id="no-api-base"
+        ),
+        pytest.param(
+            "id=Bad Id,litellm=openai/m,api_base=http://127.0.0.1:9/v1",
+            "id: String should match pattern '^[a-z0-9][a-z0-9._-]*$'",
+            id="bad-id",
+        ),
+        pytest.param(
+            "id=local,litellm=openai/m,api_base=http://127.0.0.1:9/v1,price_in=-3",
+            "price_in_per_mtok: Input should be greater than or equal to 0",
+            id="negative-price",
+        ),
+        pytest.param(
+            "id=gold,litellm=openai/m,api_base=http://127.0.0.1:9/v1",
+            "--model-spec id 'gold' is already in the catalog; pick another id",
+            id="clashes-with-the-catalog",
+        ),
     ],
 )
-def test_model_spec_malformed(tmp_path, spec):
+def test_model_spec_malformed(tmp_path, spec, says):
     line = _one_error_line(_run_empty(tmp_path, "--model-spec", spec))
-    assert "--model-spec" in line
+    assert line.startswith("ERROR: --model-spec ") and says in line, line
+    assert _records(tmp_path / "runs" / "bad") == []
 
 
 @pytest.mark.parametrize("option", ["--dataset-source", "--agent", "--check-models"])
@@ -270,6 +287,40 @@ def test_workers_above_the_cpu_cap_are_capped_with_a_message(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     cap = max(1, int(0.8 * (os.cpu_count() or 1)))
     assert f"-n 10000 capped at {cap}" in done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="harness/plugin/__init__.py _cap_workers lowers config.option.numprocesses in pytest_configure, but "
+    "xdist already turned -n N into config.option.tx (N popen gateways) in its pytest_cmdline_main: the cap is "
+    "announced and N workers start anyway; cap tx too (or cap in a tryfirst pytest_cmdline_main)",
+)
+def test_workers_above_the_cpu_cap_start_only_the_cap(tmp_path):
+    cap = max(1, int(0.8 * (os.cpu_count() or 1)))
+    done = run_evals(
+        "-m", "demo", "--models", "empty", "-n", str(cap + 2), "--runs-dir", str(tmp_path / "runs")
+    )
+    assert f"-n {cap + 2} capped at {cap}" in done.stderr
+    started = re.search(r"^(\d+) workers? \[\d+ items?\]", done.stdout, re.M)
+    assert started and int(started.group(1)) == cap, done.stdout[-2000:]
+
+
+def test_agent_sweagent_without_sweagent_installed_stops_at_once(tmp_path):
+    """The CI situation (SWE-agent is not on PyPI): one line, before any run folder exists."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['sweagent'] = None  # not installed\n")
+    started = time.monotonic()
+    done = _evals(
+        "-m", "demo", "--agent", "sweagent", "--runs-dir", str(tmp_path / "runs"), "--run-id", "swe",
+        env={"PYTHONPATH": str(site)},
+    )  # fmt: skip
+    line = _one_error_line(done)
+    assert line == (
+        "ERROR: --agent sweagent: SWE-agent is not installed; run `make sweagent` "
+        "(SWE-agent 1.1.0 from its git tag, see README)"
+    )
+    assert time.monotonic() - started < 60 and not (tmp_path / "runs").exists()
 
 
 def test_negative_infra_retries(tmp_path):
