@@ -3,10 +3,15 @@ CaseRecords, and a look at the labelled containers of a run."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
 from harness.results.records import CaseRecord
@@ -94,3 +99,32 @@ def labelled_containers(runtime, *, run_id: str | None = None, case_id: str | No
     if case_id is not None:
         filters += ["--filter", f"label={LABEL_CASE}={case_id}"]
     return runtime.run("ps", "-aq", "--no-trunc", *filters, check=False, timeout=60).stdout.split()
+
+
+def config_with_splits(
+    tmp: Path, splits: dict[str, list[dict]], *, agent: Callable[[dict], None] | None = None
+) -> Path:
+    """A copy of config/ whose dataset.lock holds `splits` (rows in tmp/data, real fingerprints), so run_case
+    can run variants of the fixture rows like any locked split; `agent` edits sweagent.yaml."""
+    from harness.infra.dataset import canonical_fingerprint
+
+    cfg_dir = tmp / "config"
+    shutil.copytree(ROOT / "config", cfg_dir)
+    if agent is not None:
+        data = yaml.safe_load((cfg_dir / "sweagent.yaml").read_text())
+        agent(data)
+        (cfg_dir / "sweagent.yaml").write_text(yaml.safe_dump(data))
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    lock = {"hf_repo": "fixtures/tests", "revision": "local", "revision_verified": False}
+    lock |= {"retrieved": "2026-01-01", "splits": {}}
+    for name, rows in splits.items():
+        path = data_dir / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        lock["splits"][name] = {
+            "file": str(path),
+            "rows": len(rows),
+            "fingerprint": canonical_fingerprint(rows),
+        }
+    (cfg_dir / "dataset.lock").write_text(yaml.safe_dump(lock))
+    return cfg_dir

@@ -30,12 +30,11 @@ from harness.config.catalog import parse_model_spec
 from harness.demo.llm_server import Fault, Script, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.errors import HarnessError
-from harness.infra.dataset import canonical_fingerprint
 from harness.results.records import CaseRecord
 from harness.run.case import run_case
 from harness.run.context import RunContext
 from harness.run.grid import Case
-from tests.helpers import ROOT, run_cli, run_evals
+from tests.helpers import ROOT, config_with_splits, run_cli, run_evals
 
 CALC = "fixtures__calc-1"
 CALC_SCRIPT = FIXTURE_SCRIPTS[0]
@@ -499,6 +498,11 @@ def _patch_variants(tmp: Path, row: dict) -> dict[str, str]:
     }
 
 
+def _small_limits(agent: dict) -> None:
+    agent["agent"]["step_limit"] = 8
+    agent["retries"]["max_attempts"] = 1
+
+
 class Lab:
     """A config copy (small step limit), a dataset lock over variant splits, the `sim` model on `llm`."""
 
@@ -513,25 +517,7 @@ class Lab:
             "badver": [{**calc, "version": "9.9"}],
             **{name: [{**calc, "patch": p}] for name, p in _patch_variants(tmp, calc).items()},
         }
-        cfg_dir = tmp / "config"
-        shutil.copytree(ROOT / "config", cfg_dir)
-        agent = yaml.safe_load((cfg_dir / "sweagent.yaml").read_text())
-        agent["agent"]["step_limit"] = 8
-        agent["retries"]["max_attempts"] = 1
-        (cfg_dir / "sweagent.yaml").write_text(yaml.safe_dump(agent))
-        data = tmp / "data"
-        data.mkdir()
-        lock = {"hf_repo": "fixtures/bad-inputs", "revision": "local", "revision_verified": False}
-        lock |= {"retrieved": "2026-01-01", "splits": {}}
-        for name, split_rows in self.splits.items():
-            path = data / f"{name}.jsonl"
-            path.write_text("".join(json.dumps(r) + "\n" for r in split_rows))
-            lock["splits"][name] = {
-                "file": str(path),
-                "rows": len(split_rows),
-                "fingerprint": canonical_fingerprint(split_rows),
-            }
-        (cfg_dir / "dataset.lock").write_text(yaml.safe_dump(lock))
+        cfg_dir = config_with_splits(tmp, self.splits, agent=_small_limits)
         sim = parse_model_spec(f"id=sim,litellm=openai/sim,api_base={llm.url}")
         self.cfg = HarnessConfig(cfg_dir, root=tmp, extra_models=[sim])
         self.llm = llm
