@@ -128,3 +128,16 @@ def config_with_splits(
         }
     (cfg_dir / "dataset.lock").write_text(yaml.safe_dump(lock))
     return cfg_dir
+
+
+def distribution_quantiles(dist: dict[float, float], qs: tuple[float, ...]) -> list[float]:
+    """The q-quantiles (smallest value whose cumulative probability reaches q) of a finite distribution."""
+    out = []
+    for q in qs:
+        cum = 0.0
+        for value, p in sorted(dist.items()):
+            cum += p
+            if cum >= q - 1e-12:
+                out.append(value)
+                break
+    return out

@@ -14,7 +14,7 @@ from harness.config.schema import GateSpec
 from harness.results.compare import compare_runs, format_comparison
 from harness.results.gates import evaluate_gates
 from harness.results.records import CaseRecord
-from tests.helpers import ROOT, case_record, run_cli, run_evals
+from tests.helpers import ROOT, case_record, distribution_quantiles, run_cli, run_evals
 
 
 def grid(model_outcomes: dict[str, str]) -> list[CaseRecord]:
@@ -101,15 +101,7 @@ def _exact_bootstrap_quantiles(diffs: list[int], qs: tuple[float, float]) -> lis
             for d in diffs:
                 step[total + d] = step.get(total + d, 0.0) + p / m
         dist = step
-    out, cum, ordered = [], 0.0, sorted(dist.items())
-    for q in qs:
-        cum = 0.0
-        for total, p in ordered:
-            cum += p
-            if cum >= q - 1e-12:
-                out.append(total / m)
-                break
-    return out
+    return distribution_quantiles({total / m: p for total, p in dist.items()}, qs)
 
 
 def test_compare_delta_interval_is_the_paired_bootstrap_of_the_per_instance_differences():

@@ -19,7 +19,7 @@ from harness.results.leaderboard import (
     write_all_runs,
 )
 from harness.results.records import CaseRecord, RunPaths, write_record
-from tests.helpers import case_record, run_cli
+from tests.helpers import case_record, distribution_quantiles, run_cli
 
 
 def synthetic(run_id: str = "run-a") -> list[CaseRecord]:
@@ -205,15 +205,7 @@ def _exact_cluster_bootstrap_quantiles(
     for draw in itertools.product(sums, repeat=g):
         rate = sum(s for s, _ in draw) / sum(n for _, n in draw)
         dist[rate] = dist.get(rate, 0.0) + 1 / g**g
-    out = []
-    for q in qs:
-        cum = 0.0
-        for rate, p in sorted(dist.items()):
-            cum += p
-            if cum >= q - 1e-12:
-                out.append(rate)
-                break
-    return out
+    return distribution_quantiles(dist, qs)
 
 
 def test_bootstrap_interval_resamples_repos() -> None:
