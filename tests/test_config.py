@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import Catalog, HarnessConfig, InstanceSlice, load_yaml_model
+from harness.config import Catalog, HarnessConfig, InstanceSlice, ModelEntry, load_yaml_model
 from harness.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,16 +248,22 @@ def test_load_yaml_model_directly(cfg_dir: Path) -> None:
         load_yaml_model(cfg_dir / "instances_i0.yaml", Catalog)
 
 
-def test_sampling_settings_are_not_mistaken_for_secrets(cfg_dir: Path) -> None:
-    from harness.config import ModelEntry
+def test_sampling_settings_are_not_mistaken_for_secrets(cfg_dir: Path, tmp_path: Path) -> None:
+    """Settings whose names look key-ish (max_tokens, top_k) load from the catalog and reach the request."""
+    from harness.agents import AgentTask
+    from harness.agents.mini import MiniRunner, mini_benchmark_config, mini_config_path
 
-    entry = ModelEntry(
-        id="m",
-        kind="litellm",
-        litellm_id="openai/m",
-        model_kwargs={"max_tokens": 100, "top_k": 5, "temperature": 0.0, "seed": 1},
-    )
-    assert entry.model_kwargs["max_tokens"] == 100
+    settings = {"max_tokens": 100, "top_k": 5, "temperature": 0.0, "seed": 1}
+    edit(cfg_dir / "model_catalog.yaml", lambda d: d["models"][2].update(model_kwargs=settings))
+    entry = HarnessConfig(cfg_dir, root=ROOT).catalog.get("scripted")
+    task = AgentTask(
+        run_id="r", case_id="c", row={}, image="i", model=entry, step_limit=1, command_timeout_s=1,
+        agent_timeout_s=60, artifacts_dir=tmp_path, container_executable="podman", api_base="http://h/v1",
+    )  # fmt: skip
+    bench = mini_benchmark_config(mini_config_path("swebench.yaml", ROOT / "config"))
+    sent = MiniRunner._model_config(task, bench)["model_kwargs"]
+    assert {k: sent.get(k) for k in settings} == settings  # every setting goes to litellm as written
+    assert not {k for k in sent if "key" in k.lower() or "auth" in k.lower()}
     for bad in (
         {"api_key": "x"},
         {"extra_headers": {"Authorization": "x"}},

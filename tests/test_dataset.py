@@ -111,11 +111,24 @@ def test_fingerprint_is_stable_and_ignores_order_and_extra_keys(snapshot_rows):
     assert canonical_fingerprint([{**r, "extra": "x"} for r in rows]) == fp
 
 
+CANONICAL_TEXT = (  # what the lock's fingerprint hashes, written out by hand: sorted rows, sorted keys, UTF-8
+    '{"FAIL_TO_PASS":"","PASS_TO_PASS":"","base_commit":"","created_at":"","environment_setup_commit":"",'
+    '"hints_text":"","instance_id":"a__b-1","patch":"","problem_statement":"\u00e9","repo":"","test_patch":"",'
+    '"version":""}\n'
+    '{"FAIL_TO_PASS":"","PASS_TO_PASS":"","base_commit":"","created_at":"","environment_setup_commit":"",'
+    '"hints_text":"","instance_id":"z__y-2","patch":"","problem_statement":"tab\\tquote\\"","repo":"",'
+    '"test_patch":"","version":""}\n'
+)
+
+
 def test_fingerprint_known_value():
-    row = {k: "" for k in CLASSIC_FIELDS} | {"instance_id": "a__b-1", "problem_statement": "é"}
-    assert canonical_fingerprint([row]) == canonical_fingerprint([dict(row)])
-    line = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
-    assert canonical_fingerprint([row]) == "sha256:" + hashlib.sha256(line.encode()).hexdigest()
+    def row(instance_id: str, statement: str) -> dict:
+        return {k: "" for k in CLASSIC_FIELDS} | {"instance_id": instance_id, "problem_statement": statement}
+
+    rows = [row("z__y-2", 'tab\tquote"') | {"not_classic": 1}, row("a__b-1", "\u00e9")]
+    expected = "sha256:553e076ca4add8625d8b8a428a1a661fda310df496e011fd98b3fcb300b2fdef"
+    assert "sha256:" + hashlib.sha256(CANONICAL_TEXT.encode("utf-8")).hexdigest() == expected
+    assert canonical_fingerprint(rows) == expected
 
 
 @pytest.mark.parametrize("field", CLASSIC_FIELDS)

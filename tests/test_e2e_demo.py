@@ -6,28 +6,14 @@ Real containers, the official evaluator, mini-swe-agent over real HTTP to the sc
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import run_cli, run_pytest
 
 pytestmark = pytest.mark.containers
 EXPECTED = {"gold": 3, "empty": 0, "scripted": 2}
-
-
-def run_pytest(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +140,7 @@ def test_leaderboard_versions_intervals_and_manifest(demo_run):
     assert 'id="pairwise"' in html
     assert "scripted" in html and "http://" not in html and "https://" not in html
     for version in ("v0", "v1", "v2", "v3"):
-        cli = subprocess.run(
-            [sys.executable, "-m", "harness", "leaderboard", str(run_dir), "--version", version],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        cli = run_cli("leaderboard", str(run_dir), "--version", version)
         assert cli.returncode == 0, cli.stderr
         header = list(_csv(run_dir / "leaderboard.csv")[0])
         assert header == version_columns(version) + (repos if version in ("v2", "v3") else [])

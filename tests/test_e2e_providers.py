@@ -1,4 +1,5 @@
-"""Real-model runs, end to end with a provider stand-in: credentials, redaction, quotas and USD caps.
+"""Real-model runs, end to end with a provider stand-in: credentials, redaction, quotas, USD caps, models the
+provider does not serve (skipped as `unavailable`), and the pre-flight cost estimate in the run header.
 
 `pytest evals` runs in a subprocess against the fixture instances; the "provider" is the project's
 scripted OpenAI-compatible server in this process, reached over real HTTP through litellm.
@@ -7,31 +8,17 @@ scripted OpenAI-compatible server in this process, reached over real HTTP throug
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from harness.demo.llm_server import Script, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_evals
 
 pytestmark = pytest.mark.containers
 SENTINEL = "sk-sentinel-9f8e7d6c5b4a39281706"
-
-
-def run_evals(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def _config(tmp_path, catalog_edit=None, agent_edit=None):
@@ -180,6 +167,7 @@ def test_without_credentials_i1_skips_every_llm_case_and_exits_cleanly(tmp_path)
         "nocreds",
         "--credentials",
         str(empty),
+        "--no-gates",  # i1's cpu gate measures the (shared) host, not what this test is about
         env=env,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -192,3 +180,61 @@ def test_without_credentials_i1_skips_every_llm_case_and_exits_cleanly(tmp_path)
     assert {r["outcome_class"] for r in records if r["model_id"] == "empty"} == {"empty-patch"}
     assert "no credentials: CHUTES_API_KEY is not set" in done.stdout
     assert "96 case(s) skipped: no-credentials" in done.stdout
+
+
+def _unavailable_run(tmp_path, run_id: str, *check: str):
+    """`pytest evals -m demo --models sim -k calc` against a provider that serves another model."""
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS), models=["another-model"]) as server:
+        done = run_evals(
+            "-m", "demo", "--models", "sim", "-k", "calc", "--runs-dir", str(tmp_path / "runs"), "--run-id", run_id,
+            "--model-spec", f"id=sim,litellm=openai/sim,api_base={server.url}", *check,
+        )  # fmt: skip
+        asked = (len(server.model_list_requests), len(server.requests))
+        url = server.url
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    (record,) = _records(tmp_path / "runs" / run_id)
+    assert (record["outcome"], record["outcome_class"]) == ("skipped", "unavailable"), record["message"]
+    assert "1 case(s) skipped: unavailable" in done.stdout and "1 skipped" in done.stdout
+    return done, record, asked, url
+
+
+def test_a_model_the_provider_does_not_list_is_skipped_before_it_starts(fixture_images, tmp_path):
+    done, record, (gets, chats), url = _unavailable_run(tmp_path, "unlisted")
+    assert f"swebench-harness: model sim: unavailable (sim not listed by {url})" in done.stdout
+    assert record["message"] == f"sim: sim not listed by {url}"
+    assert (gets, chats) == (1, 0)  # asked once before the run; the case never called the model
+    assert record["telemetry"]["calls"] == 0 and record["agent_exit_status"] == "NotStarted"
+
+
+def test_a_model_that_answers_404_during_the_run_is_skipped_as_unavailable(fixture_images, tmp_path):
+    done, record, (gets, chats), _ = _unavailable_run(tmp_path, "gone", "--check-models", "no")
+    assert (gets, chats) == (0, 1)  # no pre-flight listing; one request, answered 404, never retried
+    assert record["message"] == "ModelUnavailable: sim: the provider does not serve openai/sim"
+    assert record["telemetry"]["calls"] == 1 and record["telemetry"]["failed_calls"] == 1
+
+
+def test_the_run_header_shows_the_pre_flight_cost_estimate(tmp_path):
+    def agent(data):
+        data["budgets"] = {
+            "usd_per_run": 2.5, "usd_per_case": 0.25, "expected_calls_per_case": 10,
+            "expected_tokens_in_per_call": 1000, "expected_tokens_out_per_call": 500,
+        }  # fmt: skip
+
+    cfg = _config(tmp_path, agent_edit=agent)
+    dead = "api_base=http://127.0.0.1:9/v1"
+    done = run_evals(
+        "-m", "demo", "--models", "empty,priced,free", "-k", "empty and calc", "--check-models", "no",
+        "--harness-config", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--run-id", "estimate",
+        "--model-spec", f"id=priced,litellm=openai/p,{dead},price_in=2,price_out=8",
+        "--model-spec", f"id=free,litellm=openai/f,{dead}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    header = done.stdout.split("collected")[0]  # printed before anything runs
+    # 3 demo cases x 10 calls x (1000 tokens x $2 + 500 tokens x $8) per million = $0.18
+    assert "swebench-harness: estimate priced: 3 cases x 10 calls, cost ~$0.18" in header
+    assert "swebench-harness: estimate free: 3 cases x 10 calls, cost unknown (no catalog price)" in header
+    assert "swebench-harness: budget: USD 2.5 per run, 0.25 per case" in header
+    assert "estimate empty" not in done.stdout  # offline baselines cost nothing and are not estimated
+    assert (
+        len(_records(tmp_path / "runs" / "estimate")) == 1
+    )  # -k kept only the empty case: nothing was called

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 
@@ -18,30 +15,13 @@ from harness.config.schema import GateSpec
 from harness.results.compare import compare_runs, format_comparison
 from harness.results.gates import GateResult, evaluate_gates, format_gates
 from harness.results.records import CaseRecord
-from tests.conftest import ROOT
-
-
-def rec(model: str, instance: str, outcome: str, attempt: int = 1, cls: str | None = None) -> CaseRecord:
-    return CaseRecord(
-        run_id="r",
-        case_id=f"{model}-{instance}-a{attempt}",
-        model_id=model,
-        provider=None,
-        litellm_id=None,
-        instance_id=instance,
-        repo="o/r",
-        split="dev",
-        attempt=attempt,
-        agent_backend="mini",
-        outcome=outcome,
-        outcome_class=cls or outcome,
-    )  # type: ignore[arg-type]
+from tests.helpers import ROOT, case_record, run_cli, run_evals
 
 
 def grid(model_outcomes: dict[str, str]) -> list[CaseRecord]:
     """model -> string of r/u per instance, e.g. {'kimi': 'rru'}."""
     return [
-        rec(m, f"i{n}", "resolved" if ch == "r" else "unresolved")
+        case_record(m, f"i{n}", "resolved" if ch == "r" else "unresolved", run_id="r")
         for m, s in model_outcomes.items()
         for n, ch in enumerate(s)
     ]
@@ -188,7 +168,7 @@ def test_flip_gate_matches_models_by_model_id_not_case_id_prefix():
 def test_compare_runs_pairs_cases_and_lists_flips():
     a = grid({"kimi": "rrrrrrrrrr", "glm": "ruuu"})
     b = grid({"kimi": "uuuuuuuuuu", "glm": "ruuu"})
-    b.append(rec("extra", "i0", "resolved"))
+    b.append(case_record("extra", "i0", "resolved", run_id="r"))
     rows = {r.model: r for r in compare_runs(a, b)}
     assert set(rows) == {"kimi", "glm"}
     kimi = rows["kimi"]
@@ -202,29 +182,47 @@ def test_compare_runs_pairs_cases_and_lists_flips():
 
 def test_compare_delta_is_per_case_like_the_rates_beside_it():
     """Defect: delta was per instance while the rates were per case (uneven attempts disagree)."""
-    a = [rec("kimi", "i0", "resolved", 1), rec("kimi", "i0", "resolved", 2), rec("kimi", "i0", "resolved", 3)]
-    a += [rec("kimi", "i1", "unresolved", 1)]
-    b = [rec("kimi", "i0", "unresolved", n) for n in (1, 2, 3)] + [rec("kimi", "i1", "resolved", 1)]
+    a = [
+        case_record("kimi", "i0", "resolved", 1),
+        case_record("kimi", "i0", "resolved", 2),
+        case_record("kimi", "i0", "resolved", 3),
+    ]
+    a += [case_record("kimi", "i1", "unresolved", 1)]
+    b = [case_record("kimi", "i0", "unresolved", n) for n in (1, 2, 3)] + [
+        case_record("kimi", "i1", "resolved", 1)
+    ]
     (row,) = compare_runs(a, b)
     assert (row.rate_a, row.rate_b) == (0.75, 0.25)
     assert row.delta == pytest.approx(row.rate_a - row.rate_b)  # per instance it would be 0.0
     assert row.delta_lo < row.delta < row.delta_hi
 
 
+def test_compare_delta_interval_is_the_clustered_paired_interval():
+    """The interval beside compare's delta is the paired interval clustered by instance (Bonett-Price on
+    the effective sample size), pinned to its value for four +1, five 0 and one -1 instance."""
+    a_outcomes, b_outcomes = "rrrrruuuuu", "uuuuruuuur"
+    (row,) = compare_runs(grid({"kimi": a_outcomes}), grid({"kimi": b_outcomes}))
+    assert row.delta == pytest.approx(0.3)
+    assert (row.delta_lo, row.delta_hi) == pytest.approx((-0.185033, 0.675942), abs=1e-6)
+    line = format_comparison([row], "a", "b").splitlines()[2]
+    assert line.split() == [
+        "kimi",
+        "10",
+        "50.0%",
+        "20.0%",
+        "+30.0%",
+        "[95%",
+        "CI",
+        "-18.5%,",
+        "+67.6%]",
+        "0.375",
+        "50%",
+    ]
+
+
 def test_the_shipped_gates_file_is_valid():
     names = [g.name for g in load_gates(ROOT / "config" / "gates.yaml")]
     assert names == ["baseline_ratio", "malformed_patches", "reproducibility", "cpu", "models_with_results"]
-
-
-def _run(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.mark.containers
@@ -253,7 +251,7 @@ def test_a_failing_gate_fails_the_session_and_shows_in_junit(fixture_images, tmp
         "--runs-dir",
         str(tmp_path / "runs"),
     ]
-    done = _run(*args, "--run-id", "gated", "--junitxml", str(junit))
+    done = run_evals(*args, "--run-id", "gated", "--junitxml", str(junit))
     assert done.returncode == 1, done.stdout[-2000:]
     assert "gate needs_two_models: FAILED - 1 model(s) with results" in done.stdout
     cases = {
@@ -264,41 +262,26 @@ def test_a_failing_gate_fails_the_session_and_shows_in_junit(fixture_images, tmp
     manifest = json.loads((tmp_path / "runs" / "gated" / "manifest.json").read_text())
     assert {g["name"]: g["status"] for g in manifest["gates"]}["needs_two_models"] == "failed"
     assert manifest["grids"] == ["demo"]
-    reported = _run(*args, "--run-id", "reported", "--no-gates")
+    reported = run_evals(*args, "--run-id", "reported", "--no-gates")
     assert reported.returncode == 0 and "gate needs_two_models: FAILED" in reported.stdout
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--config",
-            str(cfg),
-            "gates",
-            str(tmp_path / "runs" / "gated"),
-            "--compare-to",
-            str(tmp_path / "runs" / "reported"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cli = run_cli(
+        "--config", str(cfg), "gates", str(tmp_path / "runs" / "gated"),
+        "--compare-to", str(tmp_path / "runs" / "reported"),
+    )  # fmt: skip
     assert cli.returncode == 1 and "gate reproducibility: PASSED" in cli.stdout
-    compare = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "compare",
-            str(tmp_path / "runs" / "gated"),
-            str(tmp_path / "runs" / "reported"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    compare = run_cli("compare", str(tmp_path / "runs" / "gated"), str(tmp_path / "runs" / "reported"))
+    assert compare.returncode == 0, compare.stderr
+    lines = compare.stdout.splitlines()
+    assert (
+        lines[0]
+        == "paired comparison: a=gated  b=reported (cases completed in both; 95% CI clustered by instance)"
     )
-    assert compare.returncode == 0 and "gold" in compare.stdout and "flips" in compare.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    # the demo baselines are deterministic: the same outcome on every paired case, no flip, no interval
+    assert rows == {
+        "empty": ["3", "0.0%", "0.0%", "+0.0%", "(no", "discordant", "pairs)", "1", "0%"],
+        "gold": ["3", "100.0%", "100.0%", "+0.0%", "(no", "discordant", "pairs)", "1", "0%"],
+    }
 
 
 def _write_run(runs, run_id: str, models: dict[str, str], grids: list[str]):
@@ -312,13 +295,7 @@ def _write_run(runs, run_id: str, models: dict[str, str], grids: list[str]):
 
 
 def _gates_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "harness", "gates", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli("gates", *map(str, args))
 
 
 def test_gates_cli_exit_status_on_synthetic_runs(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import pytest
 
@@ -206,3 +207,71 @@ def test_the_budget_is_asked_before_every_request(litellm_loaded, tmp_path):
         with pytest.raises(BudgetExhausted):
             model.query(MESSAGES)
         assert len(server.requests) == 2
+
+
+def test_backoff_has_jitter_within_its_bounds(litellm_loaded):
+    """Without Retry-After: base x 2^(attempt-1), times a factor drawn uniformly from [1 - jitter, 1 + jitter]."""
+    import random
+
+    policy = FAST.model_copy(update={"base_delay_s": 1.0, "max_delay_s": 60, "jitter": 0.25})
+    rng = random.Random(7)
+    for attempt, base in ((1, 1.0), (3, 4.0)):
+        waits = [litellm_loaded.backoff_s(policy, attempt, None, rng) for _ in range(4000)]
+        assert all(0.75 * base <= w <= 1.25 * base for w in waits)
+        assert min(waits) < 0.76 * base and max(waits) > 1.24 * base  # the whole band is used
+        assert sum(waits) / len(waits) == pytest.approx(base, rel=0.02)
+        assert len(set(waits)) == len(waits)  # no two retries of different cases wait in lockstep
+    capped = policy.model_copy(update={"max_delay_s": 3.0})
+    assert litellm_loaded.backoff_s(capped, 6, None, rng) == 3.0
+    assert litellm_loaded.backoff_s(policy, 3, 0.7, rng) == 0.7  # Retry-After wins, no jitter on it
+
+
+def test_retries_through_the_model_wait_with_jitter(litellm_loaded, tmp_path):
+    sleeps: list[float] = []
+    policy = FAST.model_copy(update={"base_delay_s": 0.5, "jitter": 0.5})
+    with ScriptedLLMServer([SCRIPT]) as server:
+        server.add_faults(Fault("500"), Fault("503"), Fault("500"))
+        model = _model(litellm_loaded, server, tmp_path, policy=policy, sleeps=sleeps)
+        model.query(MESSAGES)
+    assert len(sleeps) == 3
+    for wait, base in zip(sleeps, (0.5, 1.0, 2.0), strict=True):
+        assert 0.5 * base <= wait <= 1.5 * base
+    assert sleeps != [0.5, 1.0, 2.0]
+
+
+def test_without_usage_and_tokenizer_tokens_are_characters_over_four(litellm_loaded, tmp_path, monkeypatch):
+    import litellm
+
+    def no_tokenizer(*args, **kwargs):
+        raise ValueError("no tokenizer for this model")
+
+    monkeypatch.setattr(litellm, "token_counter", no_tokenizer)
+    with ScriptedLLMServer([SCRIPT], usage_mode="none") as server:
+        model = _model(litellm_loaded, server, tmp_path)
+        message = model.query(MESSAGES)
+        sent = server.requests[-1]["body"]["messages"]
+    call = model.calls[-1]
+    # the completion is what the model wrote: its text plus its tool calls' arguments
+    answer = (message["content"] or "") + "".join(t["function"]["arguments"] for t in message["tool_calls"])
+    assert answer == '{"command": "cat widget.py"}'
+    prompt_chars = sum(len(m["content"] or "") for m in sent)
+    assert call.token_source == "approx-chars/4"
+    assert (call.prompt_tokens, call.completion_tokens) == (
+        math.ceil(prompt_chars / 4),
+        math.ceil(len(answer) / 4),
+    )
+    assert call.prompt_tokens > 0 and call.completion_tokens > 0
+
+
+def test_mixed_token_sources_are_joined_with_plus(litellm_loaded, tmp_path):
+    with ScriptedLLMServer([SCRIPT]) as server:
+        model = _model(litellm_loaded, server, tmp_path)
+        model.query(MESSAGES)
+        server.usage_mode = "none"  # the provider stops reporting usage: litellm's tokenizer counts
+        model.query(MESSAGES)
+    assert [c.token_source for c in model.calls] == ["provider", "tokenizer"]
+    summary = litellm_loaded.summarize_calls(model.calls)
+    assert summary["token_source"] == "provider+tokenizer"
+    assert summary["prompt_tokens"] == sum(c.prompt_tokens for c in model.calls)
+    assert litellm_loaded.summarize_calls(model.calls[:1])["token_source"] == "provider"
+    assert litellm_loaded.summarize_calls([])["token_source"] == "none"

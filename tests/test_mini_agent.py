@@ -12,7 +12,8 @@ from harness.agents.mini import MiniRunner
 from harness.config import ModelEntry
 from harness.demo.llm_server import Script, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
-from harness.infra.containers import LABEL_CASE, fixture_image_name
+from harness.infra.containers import fixture_image_name
+from tests.helpers import labelled_containers
 
 pytestmark = pytest.mark.containers
 
@@ -37,11 +38,6 @@ def _task(runtime, rows, tmp_path: Path, instance_id: str, url: str, **over) -> 
     return AgentTask(**fields)
 
 
-def _containers_of(runtime, case_id: str) -> list[str]:
-    done = runtime.run("ps", "-aq", "--filter", f"label={LABEL_CASE}={case_id}", check=False)
-    return done.stdout.split()
-
-
 def test_scripted_model_fixes_calc_inside_the_container(runtime, fixture_images, tmp_path):
     with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
         task = _task(runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url)
@@ -54,7 +50,7 @@ def test_scripted_model_fixes_calc_inside_the_container(runtime, fixture_images,
         assert result.telemetry.prompt_tokens > 0 and result.telemetry.token_source == "provider"
         assert result.trajectory and result.trajectory.is_file()
         assert len(server.requests) == 5
-    assert _containers_of(runtime, task.case_id) == [], "the agent container must be removed"
+    assert labelled_containers(runtime, case_id=task.case_id) == [], "the agent container must be removed"
 
 
 def test_agent_commands_never_touch_the_host(runtime, fixture_images, tmp_path):
@@ -84,7 +80,7 @@ def test_unknown_model_at_the_provider_is_unavailable(runtime, fixture_images, t
         result = MiniRunner().run(task)
     assert result.infra_class == "unavailable"
     assert "does not serve openai/scripted-fixture-solver" in result.infra_error
-    assert _containers_of(runtime, task.case_id) == []
+    assert labelled_containers(runtime, case_id=task.case_id) == []
 
 
 def test_missing_image_is_a_container_error(runtime, tmp_path, fixture_rows):

@@ -13,7 +13,8 @@ from harness.results.intervals import holm_adjust, paired_delta_interval
 from harness.results.leaderboard import build_leaderboard, format_table, leaderboard_tables
 from harness.results.records import RunPaths, write_record
 from harness.results.stats import mcnemar_exact
-from tests.test_leaderboard import ROOT, rec
+from tests.helpers import ROOT
+from tests.helpers import case_record as rec
 
 
 def run(strong: str, weak: str, twin: str) -> list:

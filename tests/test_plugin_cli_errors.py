@@ -6,20 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.conftest import ROOT
-
-
-def _pytest(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+from tests.helpers import ROOT, run_pytest
 
 
 def _one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -40,18 +27,18 @@ def test_i1_collects_8_instances_x_7_models_x_2_attempts_without_network_or_lite
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "112/" in done.stdout.splitlines()[-1]
-    narrowed = _pytest("evals", "-m", "i1", "--collect-only", "-q", "-k", "sqlfluff")
+    narrowed = run_pytest("evals", "-m", "i1", "--collect-only", "-q", "-k", "sqlfluff")
     assert "28/" in narrowed.stdout.splitlines()[-1]
     assert all("sqlfluff" in line for line in narrowed.stdout.splitlines() if "::" in line)
 
 
 def test_unknown_model_id():
-    line = _one_error_line(_pytest("evals", "-m", "demo", "--models", "gold,nope", "--collect-only"))
+    line = _one_error_line(run_pytest("evals", "-m", "demo", "--models", "gold,nope", "--collect-only"))
     assert "unknown model id 'nope'" in line
 
 
 def test_attempts_below_one():
-    assert "K must be at least 1" in _one_error_line(_pytest("evals", "--attempts", "0", "--collect-only"))
+    assert "K must be at least 1" in _one_error_line(run_pytest("evals", "--attempts", "0", "--collect-only"))
 
 
 def test_malformed_config_file(tmp_path):
@@ -59,7 +46,7 @@ def test_malformed_config_file(tmp_path):
     shutil.copytree(ROOT / "config", cfg)
     text = (cfg / "sweagent.yaml").read_text().replace("step_limit:", "step_limt:")
     (cfg / "sweagent.yaml").write_text(text)
-    line = _one_error_line(_pytest("evals", "--harness-config", str(cfg), "--collect-only"))
+    line = _one_error_line(run_pytest("evals", "--harness-config", str(cfg), "--collect-only"))
     assert "sweagent.yaml" in line and "step_limt" in line
 
 
@@ -72,7 +59,7 @@ def test_unknown_instance_id(tmp_path):
         .replace("sqlfluff__sqlfluff-1625", "sqlfluff__sqlfluff-99999", 1)
     )
     (cfg / "instances_i1.yaml").write_text(text)
-    line = _one_error_line(_pytest("evals", "--harness-config", str(cfg), "--collect-only"))
+    line = _one_error_line(run_pytest("evals", "--harness-config", str(cfg), "--collect-only"))
     assert "sqlfluff__sqlfluff-99999" in line
 
 
@@ -80,7 +67,7 @@ def test_no_container_runtime(tmp_path):
     empty_path = tmp_path / "bin"
     empty_path.mkdir()
     line = _one_error_line(
-        _pytest(
+        run_pytest(
             "evals",
             "-m",
             "demo",
@@ -93,7 +80,7 @@ def test_no_container_runtime(tmp_path):
 
 
 def test_resume_of_a_missing_run(tmp_path):
-    line = _one_error_line(_pytest("evals", "-m", "demo", "--runs-dir", str(tmp_path), "--resume", "nope"))
+    line = _one_error_line(run_pytest("evals", "-m", "demo", "--runs-dir", str(tmp_path), "--resume", "nope"))
     assert "--resume nope" in line
 
 
@@ -102,10 +89,10 @@ def test_unknown_mini_config(tmp_path):
     shutil.copytree(ROOT / "config", cfg)
     text = (cfg / "sweagent.yaml").read_text()
     (cfg / "sweagent.yaml").write_text(text.replace("mini_config: swebench.yaml", "mini_config: nope.yaml"))
-    line = _one_error_line(_pytest("evals", "-m", "demo", "--harness-config", str(cfg), "--collect-only"))
+    line = _one_error_line(run_pytest("evals", "-m", "demo", "--harness-config", str(cfg), "--collect-only"))
     assert "agent.mini_config 'nope.yaml'" in line
 
 
 def test_broken_mark_expression():
-    line = _one_error_line(_pytest("evals", "-m", "demo and (", "--collect-only"))
+    line = _one_error_line(run_pytest("evals", "-m", "demo and (", "--collect-only"))
     assert "-m 'demo and (': not a mark expression" in line

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,7 +21,7 @@ from harness.config.loading import load_price_overrides
 from harness.demo.llm_server import ScriptedLLMServer
 from harness.errors import HarnessError
 from harness.infra.providers import check_models, refresh_prices
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_cli
 
 
 def test_model_spec_adds_an_openai_compatible_model():
@@ -79,20 +78,34 @@ def test_keys_come_from_the_provider_or_the_entry(monkeypatch):
 
 def test_check_models_asks_each_provider_once(monkeypatch):
     monkeypatch.setenv("SIM_KEY", "sim-key-value-123")
-    with ScriptedLLMServer(models=["served-model"]) as server:
+    with ScriptedLLMServer(models=["served-model"]) as server, ScriptedLLMServer(models=["x"]) as other:
         base = f"api_base={server.url},api_key_env=SIM_KEY"
         models = [
             parse_model_spec(f"id=a,litellm=openai/served-model,{base}"),
             parse_model_spec(f"id=b,litellm=openai/renamed-model,{base}"),
+            parse_model_spec(f"id=c,litellm=openai/served-model,{base}"),
+            parse_model_spec(f"id=d,litellm=openai/x,api_base={other.url}"),
             ModelEntry(id="empty", kind="empty"),
         ]
         found = {a.model_id: a for a in check_models(Catalog(models=models), models)}
-    assert found["a"].status == "available"
-    assert found["b"].status == "unavailable" and "renamed-model" in found["b"].detail
-    assert found["empty"].status == "offline-baseline"
+        asked, asked_other = list(server.model_list_requests), list(other.model_list_requests)
+        url = server.url
+    # three models behind one endpoint: one GET /models; the other endpoint: its own one
+    assert [r["path"] for r in asked] == ["/v1/models"] and len(asked_other) == 1
+    assert asked[0]["auth_sha256"] == hashlib.sha256(b"sim-key-value-123").hexdigest()
+    assert asked_other[0]["auth_sha256"] == ""  # a keyless endpoint gets no Authorization header
+    assert server.requests == [] and other.requests == []  # listing only: no chat request, nothing spent
+    assert {k: a.status for k, a in found.items()} == {
+        "a": "available",
+        "b": "unavailable",
+        "c": "available",
+        "d": "available",
+        "empty": "offline-baseline",
+    }
+    assert found["b"].detail == f"renamed-model not listed by {url}"
     unreachable = parse_model_spec("id=c,litellm=openai/m,api_base=http://127.0.0.1:9/v1")
     (c,) = check_models(Catalog(models=[unreachable]), [unreachable], timeout=2)
-    assert c.status == "unreachable"
+    assert c.status == "unreachable" and c.detail.startswith("http://127.0.0.1:9/v1/models: URLError")
 
 
 class _Prices(BaseHTTPRequestHandler):
@@ -143,32 +156,11 @@ def test_price_refresh_online_then_offline_keeps_the_old_prices(tmp_path):
 
 def test_models_cli_without_credentials(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HARNESS_ROOT": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "models", "check", "kimi-k2-0905", "nope"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    done = run_cli("models", "check", "kimi-k2-0905", "nope", env=env)
     assert done.returncode == 2 and done.stderr.startswith("error: unknown model id 'nope'")
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "models", "check", "kimi-k2-0905"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    done = run_cli("models", "check", "kimi-k2-0905", env=env)
     assert done.returncode == 0 and "no-credentials" in done.stdout and "CHUTES_API_KEY" in done.stdout
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "models", "prices"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    done = run_cli("models", "prices", env=env)
     assert done.returncode == 0 and "qwen3-coder-or" in done.stdout and "unknown" in done.stdout
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -15,7 +12,7 @@ from harness.demo.llm_server import Fault, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.results.records import RunPaths, mark_running, stale_markers, write_json_atomic
 from harness.run.start import recover_interrupted
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_evals
 
 
 def _config(tmp_path, edit):
@@ -25,17 +22,6 @@ def _config(tmp_path, edit):
     edit(data)
     (cfg / "sweagent.yaml").write_text(yaml.safe_dump(data))
     return cfg
-
-
-def _evals(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ},
-    )
 
 
 def test_stale_markers_are_found_and_their_artifacts_kept(tmp_path):
@@ -55,7 +41,7 @@ def test_stale_markers_are_found_and_their_artifacts_kept(tmp_path):
 @pytest.mark.containers
 def test_infra_retries_rerun_within_the_run_and_keep_every_error(fixture_images, tmp_path):
     cfg = _config(tmp_path, lambda d: d.update(retries={"max_attempts": 1, "request_timeout_s": 5}))
-    done = _evals(
+    done = run_evals(
         "-m",
         "demo",
         "--models",
@@ -90,7 +76,7 @@ def test_a_case_over_its_time_limit_is_an_infra_error_and_leaves_no_container(
     cfg = _config(tmp_path, lambda d: d["agent"].update(case_timeout_s=8))
     with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
         server.add_faults(Fault("latency", delay_s=30))
-        done = _evals(
+        done = run_evals(
             "-m",
             "demo",
             "--models",

@@ -11,6 +11,7 @@ A control page with a deliberate error proves both detectors fire.
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import re
 import shutil
@@ -22,8 +23,10 @@ import pytest
 
 from harness.results.html import HEADERS, pareto_front, render_html, write_html
 from harness.results.records import CaseRecord
+from tests.helpers import run_pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("HARNESS_TEST_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's chromium (tools/ensure_browser.sh installs it as root); the variable exists to test the CI rule."""
 EVIL = "<script>alert(1)</script>"
 
 
@@ -190,10 +193,18 @@ def _page_errors(html: Path, dom: str, stderr: str) -> list[str]:
     return [f"data-js-errors={m}" for m in marked] + console
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="/usr/bin/chromium missing: run `bash tools/ensure_browser.sh`"
-)
+def _require_chromium() -> None:
+    """Skip where Chromium is missing, except in CI (CI=true): there the report test must run, so it fails."""
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} missing: run `bash tools/ensure_browser.sh`"
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI is set: the browser test may not be skipped there)", pytrace=False)
+    pytest.skip(reason)
+
+
 def test_headless_chromium_renders(tmp_path):
+    _require_chromium()
     html = write_html(tmp_path / "leaderboard.html", ROWS, RECORDS, title="Leaderboard r1", run_dir=tmp_path)
     started = time.monotonic()
     dom = _chromium(html, tmp_path, "--dump-dom")
@@ -251,3 +262,14 @@ def test_pairwise_matrix_is_escaped_and_oriented():
     assert "+50.0%<small>[+20, +70] p=0.004</small>" in matrix  # row 1 minus the EVIL column
     assert "-50.0%<small>[-70, -20] p=0.004</small>" in matrix  # and the mirror cell
     assert matrix.count("pw-none") == 4  # the pairs with no paired case
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
+def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(ci, outcome):
+    done = run_pytest(
+        "tests/test_report.py::test_headless_chromium_renders", "-q", "-rfs",
+        env={"HARNESS_TEST_CHROMIUM": "/nonexistent/chromium", "CI": ci}, timeout=120,
+    )  # fmt: skip
+    assert outcome in done.stdout, done.stdout[-2000:]
+    assert done.returncode == (1 if ci else 0)
+    assert "/nonexistent/chromium missing: run `bash tools/ensure_browser.sh`" in done.stdout

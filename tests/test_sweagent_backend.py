@@ -30,7 +30,7 @@ from harness.demo.llm_server import Script, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.infra.containers import LABEL_CASE, LABEL_RUN, agent_tools_dockerfile, fixture_image_name
 from harness.run.case import patch_class
-from tests.conftest import ROOT
+from tests.helpers import ROOT, labelled_containers, run_evals
 
 SKIP_REASON = "SWE-agent not installed: pip install -e '.[sweagent]'"
 SCRIPTED = ModelEntry(
@@ -63,7 +63,6 @@ ROW = {
 
 
 needs_sweagent = pytest.mark.skipif(swin.sweagent_problem() is not None, reason=SKIP_REASON)
-HAS_OUTCOME_CLASS = "outcome_class" in AgentResult.__dataclass_fields__
 
 
 def _task(tmp_path: Path, model: ModelEntry = SCRIPTED, **over) -> AgentTask:
@@ -354,22 +353,22 @@ def test_exit_status_mapping_through_agent_result(
     if infra_class:
         assert status in result.infra_error
     else:
-        # runner.patch_class knows SWE-agent's classes once AgentResult carries outcome_class; before, the
-        # classes it cannot tell apart read as empty-patch (still an unresolved model outcome, never an error)
-        legacy = runner_class if runner_class in (None, "empty-patch", "malformed-patch") else "empty-patch"
-        assert patch_class(result) == (runner_class if HAS_OUTCOME_CLASS else legacy)
+        assert (
+            patch_class(result) == runner_class
+        )  # SWE-agent's own classes pass through AgentResult.outcome_class
         assert result.trajectory == out / "fixtures__calc-1" / "fixtures__calc-1.traj"
         assert result.steps == kw.get("api_calls", 3)
         assert result.telemetry.calls == kw.get("api_calls", 3)
         assert result.telemetry.token_source == "sweagent-local-tokenizer"  # no call log: model_stats
 
 
-def test_outcome_class_is_passed_on_when_agent_result_has_the_field(tmp_path):
+def test_outcome_class_is_passed_on_through_agent_result(tmp_path):
     out = tmp_path / "out"
     _outputs(out, "exit_cost", None, api_calls=8, call_limit=7)
     result = sw.result_from_outputs(_task(tmp_path), out, wall_s=1.0)
-    if HAS_OUTCOME_CLASS:
-        assert result.outcome_class == "step-limit"
+    assert (result.outcome_class, result.infra_class, result.patch) == ("step-limit", "", "")
+    _outputs(out, "exit_context", None)
+    assert sw.result_from_outputs(_task(tmp_path), out, wall_s=1.0).outcome_class == "context-limit"
 
 
 def test_preds_json_wins_over_the_trajectory_submission(tmp_path):
@@ -533,10 +532,6 @@ def test_fixture_images_carry_swerex_remote_and_keep_their_pytest(runtime, fixtu
 # ----- SWE-agent 1.1.0 in the fixture containers ------------------------------------------------------
 
 
-def _containers_of(runtime, case_id: str) -> list[str]:
-    return runtime.run("ps", "-aq", "--filter", f"label={LABEL_CASE}={case_id}", check=False).stdout.split()
-
-
 @needs_sweagent
 @pytest.mark.containers
 def test_scripted_server_drives_sweagent_to_the_fix(runtime, fixture_images, tmp_path):
@@ -557,7 +552,7 @@ def test_scripted_server_drives_sweagent_to_the_fix(runtime, fixture_images, tmp
     t = result.telemetry
     assert (t.calls, t.token_source) == (5, "provider") and t.prompt_tokens > 0 and len(t.latencies_s) == 5
     assert result.trajectory and result.trajectory.is_file()
-    assert _containers_of(runtime, task.case_id) == [], "the agent container must be removed"
+    assert labelled_containers(runtime, case_id=task.case_id) == [], "the agent container must be removed"
 
 
 @needs_sweagent
@@ -570,7 +565,7 @@ def test_instant_empty_submit_submits_no_patch(runtime, fixture_images, tmp_path
     assert result.infra_error is None, result.infra_error
     assert (result.exit_status, result.patch) == ("submitted", "")
     assert patch_class(result) == "empty-patch" and result.telemetry.calls == 0
-    assert _containers_of(runtime, task.case_id) == []
+    assert labelled_containers(runtime, case_id=task.case_id) == []
 
 
 @needs_sweagent
@@ -601,18 +596,16 @@ def test_missing_image_is_a_container_error(runtime, fixture_rows, tmp_path):
     result = SweAgentRunner().run(task)
     assert result.infra_class == "container-error", result.infra_error
     assert "no-such-image-harness" in result.infra_error
-    assert _containers_of(runtime, task.case_id) == []
+    assert labelled_containers(runtime, case_id=task.case_id) == []
 
 
 @needs_sweagent
 @pytest.mark.containers
 def test_demo_with_sweagent_backend(fixture_images, tmp_path):
     """`pytest evals -m demo --agent sweagent`: gold 3/3, scripted 2/3, instant_empty_submit 0/3."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-m", "demo", "--agent", "sweagent", "-n", "2",
-         "--runs-dir", str(tmp_path), "--run-id", "sweagent-demo", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env,
+    done = run_evals(
+        "-m", "demo", "--agent", "sweagent", "-n", "2", "--runs-dir", str(tmp_path), "--run-id", "sweagent-demo",
+        env={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}, timeout=900,
     )  # fmt: skip
     assert "swebench-harness leaderboard (run sweagent-demo)" in done.stdout, (
         done.stdout[-3000:] + done.stderr[-2000:]

@@ -76,6 +76,13 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _key_digest(headers: dict[str, str]) -> str:
+    """sha256 of the bearer token: tests can check which key arrived without the server keeping it."""
+    auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    token = auth.removeprefix("Bearer ").strip()
+    return hashlib.sha256(token.encode()).hexdigest() if token else ""
+
+
 def _tokens(chars: int) -> int:
     return math.ceil(chars / 4)
 
@@ -101,6 +108,9 @@ class ScriptedLLMServer:
         self.latency_s = latency_s
         """Added to every chat request, as a real provider's think time (benchmarks/pipeline.py)."""
         self.requests: list[dict[str, Any]] = []
+        """Chat-completions requests, in order (body, headers without secrets, path, digest of the key)."""
+        self.model_list_requests: list[dict[str, Any]] = []
+        """GET /models requests, in order (path, time, digest of the key): how often a client asked."""
         self.faults_served = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -172,13 +182,20 @@ class ScriptedLLMServer:
 
     def _log(self, body: Any, headers: dict[str, str], path: str) -> None:
         safe = {k.lower(): (REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
-        # A digest of the bearer token lets tests check which key arrived without keeping the key.
-        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-        token = auth.removeprefix("Bearer ").strip()
-        digest = hashlib.sha256(token.encode()).hexdigest() if token else ""
-        entry = {"body": body, "headers": safe, "time": time.time(), "path": path, "auth_sha256": digest}
+        entry = {
+            "body": body,
+            "headers": safe,
+            "time": time.time(),
+            "path": path,
+            "auth_sha256": _key_digest(headers),
+        }
         with self._lock:
             self.requests.append(entry)
+
+    def log_model_list(self, headers: dict[str, str], path: str) -> None:
+        entry = {"path": path, "time": time.time(), "auth_sha256": _key_digest(headers)}
+        with self._lock:
+            self.model_list_requests.append(entry)
 
     def _next_call_id(self) -> str:
         with self._lock:
@@ -318,7 +335,9 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0].rstrip("/") in ("/v1/models", "/models"):
+        path = self.path.split("?")[0].rstrip("/")
+        if path in ("/v1/models", "/models"):
+            self.owner.log_model_list(dict(self.headers.items()), path)
             self._send(self.owner.models_reply())
         else:
             self._send(_error(404, f"Unknown path {self.path}", "invalid_request_error", "not_found"))

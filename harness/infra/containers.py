@@ -343,7 +343,9 @@ def _image_labels(runtime: Runtime, tag: str) -> tuple[str, str]:
 def remove_labelled_containers(runtime: Runtime, run_id: str) -> int:
     """Remove every container labelled with this run id (agent containers left by a crash)."""
     done = runtime.run("ps", "-aq", "--filter", f"label={LABEL_RUN}={run_id}", check=False, timeout=60)
-    ids = done.stdout.split()
-    if ids:
-        runtime.run("rm", "-f", *ids, check=False, timeout=120)
-    return len(ids)
+    removed = 0
+    for container in done.stdout.split():  # one by one: podman 4.3 removes none of a batch if one is gone
+        grace = ["-t", "0"] if runtime.name == "podman" else []
+        if runtime.run("rm", "-f", *grace, container, check=False, timeout=120).returncode == 0:
+            removed += 1
+    return removed
