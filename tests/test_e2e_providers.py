@@ -214,27 +214,35 @@ def test_a_model_that_answers_404_during_the_run_is_skipped_as_unavailable(fixtu
 
 
 def test_the_run_header_shows_the_pre_flight_cost_estimate(tmp_path):
+    """The estimate counts the cases pytest will run (-k applied) and is printed before the first one."""
+
     def agent(data):
         data["budgets"] = {
             "usd_per_run": 2.5, "usd_per_case": 0.25, "expected_calls_per_case": 10,
             "expected_tokens_in_per_call": 1000, "expected_tokens_out_per_call": 500,
         }  # fmt: skip
 
-    cfg = _config(tmp_path, agent_edit=agent)
+    def catalog(data):  # a quota of 0 calls: the priced cases are skipped as `budget`, nothing is called
+        data.setdefault("providers", {})["openai-compatible"] = {"calls_per_day": 0}
+
+    cfg = _config(tmp_path, catalog_edit=catalog, agent_edit=agent)
     dead = "api_base=http://127.0.0.1:9/v1"
     done = run_evals(
-        "-m", "demo", "--models", "empty,priced,free", "-k", "empty and calc", "--check-models", "no",
+        "-m", "demo", "--models", "empty,priced,free", "-k", "calc", "--check-models", "no",
         "--harness-config", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--run-id", "estimate",
         "--model-spec", f"id=priced,litellm=openai/p,{dead},price_in=2,price_out=8",
         "--model-spec", f"id=free,litellm=openai/f,{dead}",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    header = done.stdout.split("collected")[0]  # printed before anything runs
-    # 3 demo cases x 10 calls x (1000 tokens x $2 + 500 tokens x $8) per million = $0.18
-    assert "swebench-harness: estimate priced: 3 cases x 10 calls, cost ~$0.18" in header
-    assert "swebench-harness: estimate free: 3 cases x 10 calls, cost unknown (no catalog price)" in header
+    header = done.stdout.split("evals/test_swebench.py")[0]  # printed before the first case runs
+    # -k calc: 1 case of each model x 10 calls x (1000 tokens x $2 + 500 tokens x $8) per million = $0.06
+    assert "swebench-harness: estimate priced: 1 cases x 10 calls, cost ~$0.06" in header
+    assert "swebench-harness: estimate free: 1 cases x 10 calls, cost unknown (no catalog price)" in header
     assert "swebench-harness: budget: USD 2.5 per run, 0.25 per case" in header
     assert "estimate empty" not in done.stdout  # offline baselines cost nothing and are not estimated
-    assert (
-        len(_records(tmp_path / "runs" / "estimate")) == 1
-    )  # -k kept only the empty case: nothing was called
+    records = _records(tmp_path / "runs" / "estimate")
+    assert sorted((r["model_id"], r["outcome_class"]) for r in records) == [
+        ("empty", "empty-patch"),
+        ("free", "budget"),
+        ("priced", "budget"),
+    ]  # -k kept the calc cases; the quota meant nothing was called

@@ -42,6 +42,7 @@ class Kill:
     victim_pid: int = 0
     records_at_worker_kill: int = 0
     controller_alive: bool = False
+    container_after_kill: bool = False
     note: str = ""
     records: dict[str, bytes] = field(default_factory=dict)
     artifacts: dict[str, set[str] | None] = field(default_factory=dict)
@@ -79,6 +80,9 @@ def _kill_a_live_case(proc: subprocess.Popen, runtime, paths: RunPaths, seed: in
             kill.records_at_worker_kill = len(list(paths.cases.glob("*.json")))
             os.kill(pid, signal.SIGKILL)
             kill.victim_case, kill.victim_pid = case_id, pid
+            # an evaluation that ended in the instant between the look and the kill removes its own
+            # container: what the resume must clean up is what is still there once the worker is dead
+            kill.container_after_kill = bool(labelled_containers(runtime, case_id=case_id))
             break
         time.sleep(0.1)
     time.sleep(pause)
@@ -113,15 +117,17 @@ def test_resume_after_sigkill_keeps_what_was_written_and_finishes_the_rest(
     assert kill.artifacts[kill.victim_case] is not None, (
         f"{kill.note}: the killed case has no artifacts folder"
     )
-    assert labelled_containers(runtime, run_id=run_id, case_id=kill.victim_case), (
-        f"{kill.note}: the killed case's labelled container should outlive its worker"
-    )
+    if kill.container_after_kill:
+        assert labelled_containers(runtime, run_id=run_id, case_id=kill.victim_case), (
+            f"{kill.note}: the killed case's labelled container should outlive its worker"
+        )
 
     print(kill.note, "stale:", sorted(kill.artifacts), "records before:", sorted(kill.records))
     done = run_evals("-m", "demo", "--runs-dir", str(runs), "--resume", run_id)
     assert done.returncode == 0, f"{kill.note}\n{done.stdout[-3000:]}"
     header = [line for line in done.stdout.splitlines() if "leftover container(s) of run" in line]
-    assert len(header) == 1 and int(header[0].split("removed ")[1].split()[0]) >= 1, done.stdout[:3000]
+    if kill.container_after_kill:
+        assert len(header) == 1 and int(header[0].split("removed ")[1].split()[0]) >= 1, done.stdout[:3000]
     assert f"{len(kill.artifacts)} case(s) were running when the last process died" in done.stdout
 
     records = {p.name: p.read_bytes() for p in paths.cases.glob("*.json")}
