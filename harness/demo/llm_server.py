@@ -4,7 +4,9 @@ Clients (litellm, the openai SDK, mini-swe-agent) talk to it over real HTTP. Eac
 substring of the task (user messages) to a list of bash commands, one per assistant turn; the turn is
 the number of assistant messages in the request, so the server itself is stateless per conversation.
 ``Fault`` objects queued with ``add_faults`` are applied one per chat request (FIFO) to simulate rate
-limits, server errors, timeouts, malformed bodies, unknown models and missing tool calls.
+limits, server errors, timeouts, malformed bodies, unknown models, missing tool calls, and a provider
+that repeats the caller's key in its error body (``echo_key``, in one of ``ECHO_FORMS``: raw, base64,
+Basic-auth, URL-encoded, JSON-escaped, a half...), which is how keys leak into logs in real life.
 
 Manual use: ``python -m harness.demo.llm_server --port 8000`` (Ctrl-C to stop).
 """
@@ -12,13 +14,16 @@ Manual use: ``python -m harness.demo.llm_server --port 8000`` (Ctrl-C to stop).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import json
 import math
 import threading
 import time
+import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Self
@@ -28,7 +33,26 @@ NO_TOOL_CALL_CONTENT = "Let me think about this before running anything."
 REDACTED = "<redacted>"
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
 
-FaultKind = Literal["429", "500", "503", "timeout", "malformed", "latency", "404", "no_tool_call"]
+FaultKind = Literal["429", "500", "503", "timeout", "malformed", "latency", "404", "no_tool_call", "echo_key"]
+
+
+def _b64(text: str, *, urlsafe: bool = False) -> str:
+    return (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(text.encode()).decode()
+
+
+ECHO_FORMS: dict[str, Callable[[str], str]] = {
+    "raw": lambda key: key,
+    "json": lambda key: json.dumps(key)[1:-1],
+    "url": lambda key: urllib.parse.quote(key, safe=""),
+    "base64": _b64,
+    "basic-api": lambda key: "Basic " + _b64(f"api:{key}"),
+    "basic-user": lambda key: "Basic " + _b64(f"user:{key}"),
+    "base64url-key-first": lambda key: _b64(f"{key}:", urlsafe=True),
+    "first-half": lambda key: key[: len(key) // 2] + "...",
+    "second-half": lambda key: "..." + key[len(key) // 2 :],
+    "truncated": lambda key: key[: 3 * len(key) // 4] + "...",
+}
+"""How an `echo_key` fault repeats the bearer token it received (real providers echo keys in these ways)."""
 UsageMode = Literal["openai", "none", "openrouter"]
 
 
@@ -49,6 +73,8 @@ class Fault:
     kind: FaultKind
     retry_after: float | None = None
     delay_s: float = 0.0
+    form: str = "raw"
+    """For `echo_key`: which of ECHO_FORMS the 401 body repeats the key in."""
 
 
 @dataclass
@@ -198,6 +224,8 @@ class ScriptedLLMServer:
         if not isinstance(body, dict):
             return _error(400, "Request body is not a JSON object.", "invalid_request_error", None)
         fault = self._pop_fault()
+        if fault is not None and fault.kind == "echo_key":
+            return self._echo_key(fault.form, headers)
         if fault is not None:
             early = self._apply_fault(fault, body)
             if early is not None or fault.kind == "timeout":
@@ -211,6 +239,13 @@ class ScriptedLLMServer:
             return self._model_not_found(model)
         plain = fault is not None and fault.kind == "no_tool_call"
         return _Reply(200, json.dumps(self._completion(body, plain_content=plain)).encode())
+
+    def _echo_key(self, form: str, headers: dict[str, str]) -> _Reply:
+        """A 401 whose message repeats the caller's bearer token in `form` (as careless providers do)."""
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        echoed = ECHO_FORMS[form](auth.removeprefix("Bearer ").strip())
+        msg = f"Incorrect API key provided: {echoed}. You can find your API key in your account settings."
+        return _error(401, msg, "invalid_request_error", "invalid_api_key")
 
     def _model_not_found(self, model: str) -> _Reply:
         msg = f"The model `{model}` does not exist"

@@ -3,6 +3,8 @@ and their translation into the pytest-free RunOptions of harness.run.lifecycle."
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,32 @@ def run_options(config: pytest.Config) -> RunOptions:
         argv=tuple(config.invocation_params.args),
         collect_only=bool(config.option.collectonly),
     )
+
+
+WORKER_CAP = 12
+"""DESIGN.md (Budgets and concurrency): -n is capped at 12 (the design card: 16 threads -> 12 workers)."""
+CPU_SHARE = 0.8
+"""...and at 80 % of the CPU threads this process may use (the run's CPU target)."""
+
+
+def worker_cap() -> tuple[int, int]:
+    """(cap, CPU threads): min(12, floor(0.8 x threads)), at least 1; threads = those this process may use."""
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(WORKER_CAP, max(1, int(CPU_SHARE * threads))), threads
+
+
+def cap_workers(config: pytest.Config) -> None:
+    """Apply the cap to -n (a number, `auto` or `logical`) before xdist reads it; say so when it bites."""
+    n = getattr(config.option, "numprocesses", None)
+    if n is None:
+        return  # no -n, or no xdist
+    cap, threads = worker_cap()
+    wanted = threads if n in ("auto", "logical") else n
+    if isinstance(wanted, int) and wanted > cap:
+        sys.stderr.write(
+            f"swebench-harness: -n {n} capped at {cap} (80% of {threads} CPU threads, at most {WORKER_CAP})\n"
+        )
+    if isinstance(n, int):
+        config.option.numprocesses = min(n, cap)
+    maxprocesses = getattr(config.option, "maxprocesses", None)
+    config.option.maxprocesses = min(maxprocesses or cap, cap)

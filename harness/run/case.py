@@ -16,7 +16,7 @@ from harness.infra.containers import LABEL_CASE, LABEL_RUN, instance_image_name
 from harness.infra.evaluation import eval_slot, evaluate_patch
 from harness.infra.secrets import redact_json, redact_tree
 from harness.outcomes import SKIP_CLASSES, Outcome, OutcomeClass
-from harness.results.records import CaseRecord, mark_running, sha256_text, write_record
+from harness.results.records import CaseRecord, mark_running, sha256_text, write_record, write_text_atomic
 from harness.run.context import RunContext
 from harness.run.grid import Case
 
@@ -78,6 +78,7 @@ def _task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> AgentTas
         )
         if model.kind == "litellm"
         else None,
+        ledger=ctx.ledger if model.kind == "litellm" else None,  # SWE-agent opens it in its own process
     )
 
 
@@ -130,7 +131,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
     else:
         fields.update(_evaluate(ctx, case, row, result.patch))
     if result.patch:
-        (task.artifacts_dir / "patch.diff").write_text(result.patch)
+        write_text_atomic(task.artifacts_dir / "patch.diff", result.patch)  # redacted before it is written
     return save_record(ctx, case, model, row, result, fields, started=started, t0=t0)
 
 
