@@ -186,6 +186,9 @@ def install_call_logger(calls_path: Path, entry, budget: BudgetHook | None = Non
                 budget.settle(kwargs.get("litellm_call_id"), None, "error")
 
     logger = CallLog()
+    logger.calls_path = str(
+        calls_path
+    )  # litellm keeps one logger per class name + public fields: ours is per path
     litellm.callbacks.append(logger)
     if budget is not None:
         litellm.pre_call_rules.append(budget.reserve)
