@@ -164,15 +164,16 @@ def _compare(args: argparse.Namespace) -> str:
 
 def _leaderboard(args: argparse.Namespace, config_dir: Path) -> str:
     from harness.results.leaderboard import build_leaderboard, format_table
-    from harness.results.records import load_records, write_predictions
+    from harness.results.records import load_records, runs_lock, write_predictions
 
     paths = _run_paths(args.run_dir)
     unreadable: list[Path] = []
     records = load_records(paths, unreadable)
     write_predictions(paths, records)
-    rows = build_leaderboard(
-        paths, version=args.version, records=records, columns_file=config_dir / "leaderboard_columns.yaml"
-    )
+    with runs_lock(paths.runs_dir):  # runs/leaderboard.csv is shared with runs finishing now
+        rows = build_leaderboard(
+            paths, version=args.version, records=records, columns_file=config_dir / "leaderboard_columns.yaml"
+        )
     notes = "".join(f"\nunreadable record left in place (not counted): {p}" for p in unreadable)
     return (
         format_table(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,26 @@ def fixture_images(runtime, tmp_path_factory) -> dict[str, dict]:
     rows = build_rows(repos)
     build_fixture_images(runtime, rows, repos)
     return rows
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(name, size_kb, readonly=False): a small tmpfs under tmp_path, a real full disk or read-only folder
+    (unmounted after the test); skips the test where this process may not mount one."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size_kb: int, readonly: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir(parents=True, exist_ok=True)
+        options = f"size={size_kb}k,mode=0755" + (",ro" if readonly else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from harness.config.catalog import parse_model_spec
 from harness.demo.llm_server import Fault, Script, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.errors import HarnessError
-from harness.results.records import CaseRecord
+from harness.results.records import CaseRecord, RunPaths, write_record
 from harness.run.case import run_case
 from harness.run.context import RunContext
 from harness.run.grid import Case
@@ -238,6 +238,16 @@ def test_negative_calls_per_day(tmp_path):
             "--model-spec id 'gold' is already in the catalog; pick another id",
             id="clashes-with-the-catalog",
         ),
+        pytest.param(
+            "id=local,litellm=openai/m,api_base=http://127.0.0.1:9/v1,api_base=http://127.0.0.1:8/v1",
+            "api_base= is given twice; give each key once",
+            id="key-given-twice",
+        ),
+        pytest.param(
+            "id=local,litellm=openai/m,api_base=http://127.0.0.1:9/v1,price_in=inf,price_out=1",
+            "price_in_per_mtok: Input should be a finite number",
+            id="infinite-price",
+        ),
     ],
 )
 def test_model_spec_malformed(tmp_path, spec, says):
@@ -281,27 +291,31 @@ def test_run_id_that_is_not_a_safe_name(tmp_path, run_id):
     assert not (tmp_path / "escaped").exists()
 
 
-def test_workers_above_the_cpu_cap_are_capped_with_a_message(tmp_path):
+def test_workers_above_the_cap_are_capped_with_a_message(tmp_path):
     done = _evals("-m", "demo", "-n", "10000", "--collect-only", "--runs-dir", str(tmp_path))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    cap = max(1, int(0.8 * (os.cpu_count() or 1)))
-    assert f"-n 10000 capped at {cap}" in done.stderr
+    assert "swebench-harness: -n 10000 capped at 12 agent workers (DESIGN: at most 12;" in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="harness/plugin/__init__.py _cap_workers lowers config.option.numprocesses in pytest_configure, but "
-    "xdist already turned -n N into config.option.tx (N popen gateways) in its pytest_cmdline_main: the cap is "
-    "announced and N workers start anyway; cap tx too (or cap in a tryfirst pytest_cmdline_main)",
-)
-def test_workers_above_the_cpu_cap_start_only_the_cap(tmp_path):
-    cap = max(1, int(0.8 * (os.cpu_count() or 1)))
-    done = run_evals(
-        "-m", "demo", "--models", "empty", "-n", str(cap + 2), "--runs-dir", str(tmp_path / "runs")
+def test_workers_above_the_cap_are_really_not_started(tmp_path):
+    """xdist turns -n into worker specs before the plugin's configure: the cap is applied before that."""
+    done = _run_empty(tmp_path, "-n", "13", "-v", "-k", "calc")
+    assert "capped at 12" in done.stderr
+    assert "created: 12/12 workers" in done.stdout, done.stdout[-2000:]
+    assert "[gw12]" not in done.stdout and done.returncode == 0
+
+
+def test_the_workers_that_start_are_the_ones_announced(tmp_path):
+    """-n 8 on a 2-thread machine: agent workers wait on the LLM, so they are not cut to the CPU count;
+    the header says what was chosen and that many workers start."""
+    done = _run_empty(tmp_path, "-n", "8", "-k", "calc", "-v")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "capped" not in done.stderr
+    assert (
+        "swebench-harness: concurrency: 8 agent worker(s) (LLM-bound); up to 4 evaluation slot(s)"
+        in done.stdout
     )
-    assert f"-n {cap + 2} capped at {cap}" in done.stderr
-    started = re.search(r"^(\d+) workers? \[\d+ items?\]", done.stdout, re.M)
-    assert started and int(started.group(1)) == cap, done.stdout[-2000:]
+    assert "created: 8/8 workers" in done.stdout, done.stdout[-2000:]
 
 
 def test_agent_sweagent_without_sweagent_installed_stops_at_once(tmp_path):
@@ -729,3 +743,329 @@ def test_unreachable_provider_is_reported_in_one_line(unreachable_run):
     done, _ = unreachable_run
     assert "def case_record" not in done.stdout and "plugin.py:" not in done.stdout, done.stdout[-3000:]
     assert "provider-error: ProviderRetriesExhausted" in done.stdout
+
+
+# ----- issue 11: budgets under both backends, keys everywhere, a second process, one-line errors -------------
+
+
+def _cfg_edit(tmp_path: Path, name: str, edit) -> Path:
+    cfg = _config_copy(tmp_path)
+    data = yaml.safe_load((cfg / name).read_text())
+    edit(data)
+    (cfg / name).write_text(yaml.safe_dump(data))
+    return cfg
+
+
+@pytest.mark.containers
+def test_a_case_over_its_usd_cap_is_cost_limit(lab, fixture_images, tmp_path):
+    """usd_per_case reached mid-case: the case's own budget is spent, a model outcome (as SWE-agent's exit_cost)."""
+    cfg = HarnessConfig(
+        _cfg_edit(tmp_path, "sweagent.yaml", lambda d: d.update(budgets={"usd_per_case": 0.01})),
+        root=lab.cfg.root,
+        extra_models=[
+            parse_model_spec(f"id=sim,litellm=openai/sim,api_base={lab.llm.url},price_in=10,price_out=10")
+        ],
+    )
+    (cfg.dir / "dataset.lock").write_text((lab.cfg.dir / "dataset.lock").read_text())
+    context = RunContext(
+        cfg, "cap", tmp_path / "runs", namespace="localhost", eval_workers=1, dataset_source="snapshot"
+    )
+    try:
+        lab.llm.scripts = [CALC_SCRIPT]
+        record = _on_disk(context, run_case(context, _case("sim", "fx")))
+    finally:
+        context.close()
+    assert (record.outcome, record.outcome_class) == ("unresolved", "cost-limit"), record.message
+    assert context.ledger.spent_usd(case_id=record.case_id) >= 0.01
+    assert context.ledger.summary()["run_calls"] == record.telemetry.calls
+
+
+def test_a_key_in_a_variable_of_any_name_is_registered(tmp_path, monkeypatch):
+    """api_key_env=ANY_NAME (not *_API_KEY), set only in the shell: its value is redacted like the others."""
+    from harness.infra import secrets
+    from harness.run.lifecycle import EvalRun, RunOptions
+
+    monkeypatch.setenv("SIMCRED", SECRET)
+    secrets._reset_for_tests()
+    EvalRun(
+        RunOptions(
+            config_dir=ROOT / "config", runs_dir=tmp_path / "runs", credentials=tmp_path / "none.txt",
+            model_specs=("id=sim,litellm=openai/sim,api_base=http://127.0.0.1:9/v1,api_key_env=SIMCRED",),
+            models=("sim",), markexpr="demo", collect_only=True,
+        )
+    )  # fmt: skip
+    assert secrets.redact_text(f"echo {SECRET}") == "echo [REDACTED:SIMCRED]"
+
+
+def test_a_key_in_an_agents_own_env_file_is_registered_and_named(tmp_path, monkeypatch):
+    """mini-swe-agent loads its global .env into os.environ by itself: those keys are redacted too."""
+    from harness.infra import secrets
+    from harness.run.lifecycle import EvalRun, RunOptions
+
+    (tmp_path / ".env").write_text(f"OPENAI_API_KEY={SECRET}\nMSWEA_MODEL_NAME=openai/gpt-5\n")
+    monkeypatch.setenv("MSWEA_GLOBAL_CONFIG_DIR", str(tmp_path))
+    secrets._reset_for_tests()
+    run = EvalRun(
+        RunOptions(config_dir=ROOT / "config", runs_dir=tmp_path / "runs", credentials=tmp_path / "none.txt",
+                   models=("empty",), markexpr="demo", collect_only=True)
+    )  # fmt: skip
+    assert secrets.redact_text(SECRET) == "[REDACTED:OPENAI_API_KEY]"
+    assert secrets.redact_text("openai/gpt-5") == "openai/gpt-5"  # not a key: not registered
+    assert any("holds OPENAI_API_KEY: keep keys in secrets/credentials.txt only" in n for n in run.key_notes)
+
+
+@pytest.mark.containers
+def test_disk_full_during_a_run_is_one_line_and_a_recorded_infra_error(fixture_images, tmp_path, tmpfs):
+    """The run folder is a 600 kB tmpfs (a real ENOSPC); the model repeats the key and its commands print
+    100 kB each, so the trajectory outgrows the disk mid-case."""
+    run_dir = tmpfs("runs/full", 600)
+    big = "head -c 300000 /dev/zero | tr '\\0' y"
+    script = Script(match=CALC_SCRIPT.match, thought=f"the key is {SECRET}", steps=[big] * 12)
+    with ScriptedLLMServer([script]) as server:
+        done = _evals(
+            "-m", "demo", "--models", "sim", "-k", "calc", "--check-models", "no", "--runs-dir",
+            str(tmp_path / "runs"), "--run-id", "full", "--junitxml", str(tmp_path / "junit.xml"),
+            "--model-spec", f"id=sim,litellm=openai/sim,api_base={server.url},api_key_env=SIMCRED",
+            env={"SIMCRED": SECRET}, timeout=600,
+        )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode in (1, 4) and "Traceback" not in out and "INTERNALERROR" not in out, out[-3000:]
+    assert any("No space left on device" in line and "--resume full" in line for line in out.splitlines())
+    [record] = [CaseRecord.model_validate_json(p.read_text()) for p in _records(run_dir)]
+    assert record.outcome == "error" and "No space left on device" in record.message
+    written = [p for p in [*run_dir.rglob("*"), tmp_path / "junit.xml"] if p.is_file()]
+    assert [str(p) for p in written if SECRET.encode() in p.read_bytes()] == [] and SECRET not in out
+    assert (
+        "[REDACTED:SIMCRED]" in (run_dir / record.artifacts["trajectory"].removeprefix("full/")).read_text()
+    )
+
+
+def test_a_full_disk_still_redacts_a_file_in_place(tmp_path, tmpfs):
+    """A file someone else wrote (SWE-agent, the evaluator) on a disk with no room for a redacted copy."""
+    from harness.infra import secrets
+
+    disk = tmpfs("disk", 64)
+    path = disk / "sweagent.log"
+    path.write_bytes(b"x" * 30_000 + f" key={SECRET} ".encode() + b"y" * 30_000)
+    with open(disk / "filler", "wb", buffering=0) as filler, pytest.raises(OSError):
+        while True:
+            filler.write(b"\0" * 4096)
+    secrets._reset_for_tests()
+    secrets.register_secret(SECRET, "SIMCRED")
+    assert secrets.redact_file(path) == 1
+    data = path.read_bytes()
+    assert (
+        SECRET.encode() not in data
+        and b"key=[REDACTED:SIMCRED]" in data
+        and len(data) == 60_000 + len(SECRET) + 6
+    )
+    assert sorted(p.name for p in disk.iterdir()) == ["filler", "sweagent.log"]
+
+
+@pytest.mark.containers
+def test_resume_of_a_live_run_is_refused_and_the_run_is_intact(fixture_images, tmp_path):
+    """A second `--resume` while the run's only case waits on a slow model: refused in one line; the live
+    case is not set aside, its container not removed, and it finishes resolved."""
+    runs = tmp_path / "runs"
+    with ScriptedLLMServer([CALC_SCRIPT]) as server:
+        server.add_faults(Fault("latency", delay_s=20))
+        spec = f"id=sim,litellm=openai/sim,api_base={server.url}"
+        args = [
+            "-m",
+            "demo",
+            "--models",
+            "sim",
+            "-k",
+            "calc",
+            "--check-models",
+            "no",
+            "--runs-dir",
+            str(runs),
+        ]
+        live = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-q", *args, "--run-id", "live",
+             "--model-spec", spec],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTEST_ADDOPTS": "", "HF_HUB_OFFLINE": "1"},
+        )  # fmt: skip
+        for _ in range(600):
+            if server.requests and list((runs / "live" / "cases").glob("*.running")):
+                break
+            time.sleep(0.1)
+        assert server.requests, "the live run must be waiting on the model"
+        second = _evals(*args, "--resume", "live", "--model-spec", spec)
+        still_running = live.poll() is None
+        output, _ = live.communicate(timeout=600)
+    line = _one_error_line(second)
+    assert "run live is running in another process (pid" in line and "--resume live" in line
+    assert still_running, "the refusal must come while the first run is still running"
+    assert live.returncode == 0, output[-3000:]
+    [record] = [CaseRecord.model_validate_json(p.read_text()) for p in _records(runs / "live")]
+    assert record.outcome == "resolved"
+    assert [p.name for p in (runs / "live" / "artifacts").iterdir() if ".interrupted-" in p.name] == []
+    assert "resumes" not in json.loads((runs / "live" / "manifest.json").read_text())
+
+
+def test_read_only_runs_dir_is_one_line(tmp_path, tmpfs):
+    runs = tmpfs("ro-runs", 64, readonly=True)
+    line = _one_error_line(
+        _evals("-m", "demo", "--models", "empty", "--runs-dir", str(runs), "--run-id", "ro")
+    )
+    assert "cannot write the run folder" in line and "Read-only file system" in line
+
+
+@pytest.mark.parametrize("junk", [b"garbage {\n", b"[]\n"], ids=["garbage", "list"])
+def test_resume_with_a_broken_manifest_is_one_line(tmp_path, junk):
+    assert _run_empty(tmp_path, run_id="torn").returncode == 0
+    (tmp_path / "runs" / "torn" / "manifest.json").write_bytes(junk)
+    before = {p: p.read_bytes() for p in _records(tmp_path / "runs" / "torn")}
+    line = _one_error_line(
+        _evals("-m", "demo", "--models", "empty", "--runs-dir", str(tmp_path / "runs"), "--resume", "torn")
+    )
+    assert "--resume torn:" in line and "manifest.json is not" in line
+    assert {p: p.read_bytes() for p in _records(tmp_path / "runs" / "torn")} == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("case_timeout_s", 10**20),
+        ("case_timeout_s", 1.0e15),
+        ("agent_timeout_s", 10**20),
+        ("command_timeout_s", 10**20),
+    ],
+)
+def test_a_timeout_too_large_for_a_timer_is_one_line(tmp_path, field, value):
+    """`case_timeout_s: 100000000000000000000` (or 1.0e+15) passed validation and overflowed pytest-timeout's timer."""
+    cfg = _cfg_edit(tmp_path, "sweagent.yaml", lambda d: d["agent"].update({field: value}))
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(cfg)))
+    assert f"agent.{field}: Input should be less than or equal to 604800" in line
+
+
+def test_more_eval_workers_than_open_files_is_one_line(tmp_path):
+    import resource
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-q", "-m", "demo", "--models",
+         "empty", "--runs-dir", str(tmp_path / "runs"), "--eval-workers", "5000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, preexec_fn=low_limit,
+        env={**os.environ, "PYTEST_ADDOPTS": "", "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    line = _one_error_line(done)
+    assert "--eval-workers 5000" in line and "256 files (ulimit -n)" in line and "at most 128" in line
+
+
+def _finish_many(runs_dir: str, run_id: str, times: int, errors) -> None:
+    from harness.run.finish import finish_run
+
+    cfg = HarnessConfig(ROOT / "config")
+    paths = RunPaths(Path(runs_dir), run_id)
+    try:
+        for _ in range(times):
+            finish_run(paths, cfg, active_grids=frozenset({"demo"}), cpu_samples=[], exitstatus=0)
+    except Exception as e:  # reported to the test, which fails on any
+        errors.put(f"{type(e).__name__}: {e}")
+
+
+def test_two_runs_finishing_at_once_share_runs_leaderboard(tmp_path):
+    """Each finish rewrites runs/leaderboard.csv; two runs finishing together must both succeed, every time."""
+    import multiprocessing
+
+    from tests.test_records import make_record
+
+    runs = tmp_path / "runs"
+    for run_id in ("a", "b"):
+        for attempt in (1, 2):
+            write_record(RunPaths(runs, run_id), make_record(run_id=run_id, attempt=attempt))
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    workers = [ctx.Process(target=_finish_many, args=(str(runs), r, 40, errors)) for r in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert errors.empty(), errors.get()
+    import csv
+
+    with (runs / "leaderboard.csv").open() as f:
+        assert sorted(row["run_id"] for row in csv.DictReader(f)) == ["a", "b"]
+
+
+def test_a_rootfs_import_whose_importer_stops_reading_does_not_hang(tmp_path):
+    """_base_from_debootstrap's `tar | <runtime> import -`: an importer that exits without reading (here
+    /bin/true) must end in a one-line error, not a tar blocked forever on a pipe we still hold open."""
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    (rootfs / "big").write_bytes(os.urandom(4_000_000))
+    code = (
+        "import sys; from pathlib import Path; from harness.errors import HarnessError\n"
+        "from harness.infra.containers import Runtime, import_rootfs\n"
+        "try:\n    import_rootfs(Runtime('/bin/true', None), Path(sys.argv[1]), 'x/y:z')\n"
+        "except HarnessError as e:\n    print('error:', e)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(rootfs)], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.startswith("error: tar of") and "\n" not in done.stdout.strip(), (
+        done.stdout + done.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "where"),
+    [
+        ("sweagent.yaml", lambda d: d["budgets"].update(usd_per_run=float("inf")), "budgets.usd_per_run"),
+        ("sweagent.yaml", lambda d: d["budgets"].update(usd_per_case=float("nan")), "budgets.usd_per_case"),
+        (
+            "model_catalog.yaml",
+            lambda d: d["models"][0].update(price_in_per_mtok=float("inf"), price_out_per_mtok=1.0),
+            "models.0.price_in_per_mtok",
+        ),
+    ],
+    ids=["usd_per_run-inf", "usd_per_case-nan", "price-inf"],
+)
+def test_an_infinite_budget_or_price_is_one_line(tmp_path, name, edit, where):
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(_cfg_edit(tmp_path, name, edit))))
+    assert where in line and "finite number" in line
+
+
+def test_a_grid_named_like_a_pytest_marker_is_one_line(tmp_path):
+    cfg = _cfg_edit(tmp_path, "sweagent.yaml", lambda d: d["grids"].update(skip=d["grids"]["demo"]))
+    done = _evals(
+        "-m", "skip", "--models", "empty", "--harness-config", str(cfg), "--runs-dir", str(tmp_path)
+    )
+    line = _one_error_line(done)
+    assert "grid name 'skip' is a marker pytest acts on" in line
+
+
+def test_a_record_named_for_another_case_is_not_counted_twice(tmp_path):
+    assert _run_empty(tmp_path, run_id="dup").returncode == 0
+    cases = tmp_path / "runs" / "dup" / "cases"
+    first = sorted(cases.glob("*.json"))[0]
+    (cases / "copied-by-hand.json").write_bytes(first.read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "leaderboard", str(tmp_path / "runs" / "dup")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"unreadable record left in place (not counted): {cases / 'copied-by-hand.json'}" in done.stdout
+    header, row = (tmp_path / "runs" / "dup" / "leaderboard.csv").read_text().splitlines()[:2]
+    assert dict(zip(header.split(","), row.split(","), strict=False))["cases"] == "3"
+
+
+@pytest.mark.parametrize("key", ["num_retries", "max_retries", "retry_policy", "fallbacks"])
+def test_model_kwargs_that_retry_behind_the_quota_are_one_line(tmp_path, key):
+    cfg = _cfg_edit(tmp_path, "model_catalog.yaml", lambda d: d["models"][0].update(model_kwargs={key: 3}))
+    line = _one_error_line(_run_empty(tmp_path, "--harness-config", str(cfg)))
+    assert f"{key} must not be in model_kwargs: the harness owns retries" in line
+
+
+def test_model_spec_with_an_escaped_comma_in_a_value():
+    model = parse_model_spec(r"id=local,litellm=openai/m,api_base=http://127.0.0.1:9/v1?a=1\,b=2")
+    assert model.api_base == "http://127.0.0.1:9/v1?a=1,b=2"
+    with pytest.raises(HarnessError, match="api_base= is given twice"):
+        parse_model_spec("id=local,litellm=openai/m,api_base=http://a/v1,api_base=http://b/v1")

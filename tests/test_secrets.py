@@ -121,11 +121,19 @@ def test_load_credentials_bad_file_names_path(tmp_path: Path) -> None:
 
 
 def test_register_secret_and_short_values() -> None:
-    sec.register_secret("12345")
+    """Values of 3-5 characters are hidden where they stand alone; 1-2 characters cannot be (the header says so)."""
+    sec.register_secret("12345", "SHORT_KEY")
     sec.register_secret("123456")
+    sec.register_secret("ab", "TINY_KEY")
     sec.register_secret("")
-    assert sec.known_secrets() == ["123456"]
-    assert sec.redact_text("a 12345 b 123456") == "a 12345 b [REDACTED]"
+    assert sec.known_secrets() == ["123456", "12345", "ab"]
+    assert sec.redact_text("a 12345 b 123456 c 123450 d x12345 ab") == (
+        "a [REDACTED:SHORT_KEY] b [REDACTED] c 123450 d x12345 ab"
+    )
+    assert sec.short_secret_lines() == [
+        "SHORT_KEY has 5 characters: hidden only where it stands alone (docs/secrets.md)",
+        "TINY_KEY has 2 character(s): too short to hide in output; use a real key",
+    ]
 
 
 def test_register_env_secrets() -> None:
@@ -140,7 +148,9 @@ def test_register_env_secrets() -> None:
     }
     names = sec.register_env_secrets(env)
     assert set(names) == {"CHUTES_API_KEY", "GH_TOKEN", "APP_SECRET", "HF_TOKEN", "SHORT_TOKEN"}
-    assert set(sec.known_secrets()) == {"chutes-value-1", "ghp_tokenvalue", "app-secret-val", "hf_abcdefgh"}
+    assert set(sec.known_secrets()) == {
+        *("chutes-value-1", "ghp_tokenvalue", "app-secret-val", "hf_abcdefgh", "abc")
+    }
     assert sec.redact_text("Bearer ghp_tokenvalue") == "Bearer [REDACTED:GH_TOKEN]"
 
 

@@ -447,9 +447,8 @@ def test_call_logger_records_each_request_with_provider_usage(tmp_path):
     import litellm
 
     calls = tmp_path / "calls.jsonl"
-    before = list(litellm.callbacks)
+    uninstall = swsub.install_call_logger(calls, PRICED)
     try:
-        swsub.install_call_logger(calls, PRICED)
         with ScriptedLLMServer([Script(match="hello", steps=["ls"])]) as server:
             litellm.completion(
                 model="openai/some-model",
@@ -463,7 +462,7 @@ def test_call_logger_records_each_request_with_provider_usage(tmp_path):
                 break
             time.sleep(0.1)
     finally:
-        litellm.callbacks[:] = before
+        uninstall()  # from every list litellm copied it into, not only litellm.callbacks
     records = sw.read_calls(calls)
     assert len(records) == 1
     call = records[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.config import ModelEntry, RetryPolicy
 from harness.results.records import Telemetry
@@ -36,6 +36,9 @@ class AgentTask:
     reserve_call: Callable[[], int] | None = None
     """Budget ledger hook before each request (raises budget.BudgetExhausted)."""
     settle_call: Callable[[int, float | None, str], None] | None = None
+    ledger: Any = None
+    """The run's budget ledger (harness.infra.budget.Ledger) for backends whose requests happen in another
+    process (SWE-agent: it opens the same SQLite file there); None = no budget (baselines, scripted)."""
 
 
 @dataclass

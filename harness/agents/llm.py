@@ -23,6 +23,7 @@ from minisweagent.models.litellm_model import LitellmModel
 
 from harness.config import ModelEntry, RetryPolicy
 from harness.errors import ModelUnavailable, ProviderRetriesExhausted
+from harness.results.records import append_text
 
 
 @dataclass
@@ -137,9 +138,7 @@ class HarnessLitellmModel(LitellmModel):
 
     def _record(self, call: CallRecord) -> None:
         self.calls.append(call)
-        self.calls_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.calls_path.open("a") as f:
-            f.write(json.dumps(asdict(call)) + "\n")
+        append_text(self.calls_path, json.dumps(asdict(call)) + "\n")  # redacted before it is written
 
     def _request(self, messages: list[dict], **kwargs: Any):
         import litellm

@@ -7,6 +7,7 @@ host. The container carries run and case labels so leftovers can be found, and i
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import subprocess
@@ -19,10 +20,10 @@ import yaml
 
 from harness.agents import AgentResult, AgentTask
 from harness.config.schema import DEFAULT_MINI_CONFIG
-from harness.errors import CaseStopped, HarnessError
+from harness.errors import BudgetExhausted, CaseStopped, HarnessError
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
 from harness.outcomes import OutcomeClass
-from harness.results.records import Telemetry
+from harness.results.records import Telemetry, disk_error, write_json_atomic
 
 
 def mini_config_path(name: str, config_dir: Path) -> Path:
@@ -74,6 +75,25 @@ def capped_environment_class():
     return CappedDockerEnvironment
 
 
+def redacting_agent_class():
+    from minisweagent.agents.default import DefaultAgent
+
+    class RedactingAgent(DefaultAgent):
+        """mini-swe-agent's DefaultAgent whose trajectory is redacted before it is written, atomically: a key
+        the model or a provider echoed never reaches the disk, and a full disk keeps the last whole file."""
+
+        def save(self, path: Path | None, *extra_dicts) -> dict:
+            data = self.serialize(*extra_dicts)
+            if path:
+                write_json_atomic(Path(path), data)
+            return data
+
+    return RedactingAgent
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def _infra_class(exc: BaseException) -> OutcomeClass:
     """The class of an exception that ended the agent loop: ours carry it; the rest by where they come from."""
     if isinstance(exc, CaseStopped):
@@ -117,10 +137,17 @@ class MiniRunner:
                 steps=agent.n_calls if agent else 0,
                 trajectory=traj if traj.exists() else None,
                 telemetry=Telemetry(**summarize_calls(model.calls)) if model else Telemetry(),
-                infra_error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
-                infra_class=_infra_class(exc),
-                traceback=traceback.format_exc(),
             )
+            if isinstance(exc, BudgetExhausted) and exc.scope == "usd-per-case":
+                result.outcome_class = (
+                    OutcomeClass.COST_LIMIT
+                )  # the case spent its own budget: a model outcome
+                return result
+            result.infra_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                result.infra_error = disk_error(Path(exc.filename or traj), exc, task.run_id)
+            result.infra_class, result.traceback = _infra_class(exc), traceback.format_exc()
+            return result
         finally:
             loop_end = time.monotonic()
             removed_s = self._remove(task, env)
@@ -148,12 +175,10 @@ class MiniRunner:
         )
 
     def _agent(self, task: AgentTask, bench: dict[str, Any], env, traj: Path):
-        from minisweagent.agents.default import DefaultAgent
-
         from harness.agents.llm import HarnessLitellmModel
 
         model = HarnessLitellmModel(**self._model_config(task, bench))
-        agent = DefaultAgent(
+        agent = redacting_agent_class()(
             model,
             env,
             system_template=bench["agent"]["system_template"],
@@ -186,10 +211,10 @@ class MiniRunner:
     def _model_config(task: AgentTask, bench: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "drop_params": True,
-            "max_retries": 0,
             "timeout": min(task.retry.request_timeout_s, task.agent_timeout_s),
         }
         kwargs.update(task.model.model_kwargs)
+        kwargs["max_retries"] = 0  # one retry policy (ours): nothing in model_kwargs turns the SDK's back on
         if task.api_base:
             kwargs["api_base"] = task.api_base
         if task.model.kind == "scripted":

@@ -21,8 +21,10 @@ Outputs (preds.json, <iid>.traj, run_batch_exit_statuses.yaml) are read with har
 SWE-agent runs as `python -m harness.agents.sweagent_subprocess run-batch ...` (the code that runs inside
 that process lives there; the case's input files in harness.agents.sweagent_inputs): the same CLI, with a litellm callback
 that writes one CallRecord per HTTP request to llm_calls.jsonl (provider usage, latency, status, catalog
-cost), as the mini-swe-agent backend does. When that log is complete it is the case's telemetry; else
-SWE-agent's model_stats are (tokens from its local tokenizer).
+cost), as the mini-swe-agent backend does, and the run's budget ledger: every request is reserved before it
+is sent and settled after, exactly as under mini-swe-agent (a refusal: `apply_refusal`). When that log is
+complete it is the case's telemetry; else SWE-agent's model_stats are (tokens from its local tokenizer).
+Its console output reaches sweagent.log through a pipe, redacted line by line before it is written.
 """
 
 from __future__ import annotations
@@ -33,14 +35,16 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
+from typing import IO
 
 import yaml
 
 from harness.agents import AgentResult, AgentTask
-from harness.agents.sweagent_inputs import STARTUP_MARGIN_S, prepare, subprocess_env
+from harness.agents.sweagent_inputs import REFUSAL_FILE, STARTUP_MARGIN_S, prepare, subprocess_env
 from harness.agents.sweagent_outputs import (
     SweAgentOutputError,
     SweAgentRun,
@@ -198,6 +202,48 @@ def result_from_outputs(
     return result
 
 
+def copy_redacted(stream: IO[bytes], path: Path) -> None:
+    """SWE-agent's console output into `path`, line by line, redacted before it is written."""
+    from harness.infra.secrets import redact_bytes
+
+    with stream, open(path, "wb") as log:
+        for line in iter(stream.readline, b""):
+            log.write(redact_bytes(line)[0])
+            log.flush()
+
+
+def budget_refusal(task: AgentTask) -> dict | None:
+    """The ledger's refusal the subprocess wrote ({"scope", "message"}), if it refused a request."""
+    try:
+        refusal = json.loads((task.artifacts_dir / REFUSAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return refusal if isinstance(refusal, dict) else None
+
+
+def apply_refusal(task: AgentTask, result: AgentResult) -> AgentResult:
+    """As under mini-swe-agent: the case's own cap is a model outcome (cost-limit) unless SWE-agent submitted a
+    diff (its exit_cost autosubmission is evaluated); the run's cap and the daily quota skip the case (budget)."""
+    refusal = budget_refusal(task)
+    if refusal is None:
+        return result
+    message = str(refusal.get("message", ""))[:500]
+    if refusal.get("scope") == "usd-per-case":
+        if not result.patch.strip():
+            result.outcome_class, result.infra_error, result.infra_class = C.COST_LIMIT, None, ""
+        return result
+    return AgentResult(
+        patch="",
+        exit_status="BudgetExhausted",
+        steps=result.steps,
+        wall_s=result.wall_s,
+        trajectory=result.trajectory,
+        telemetry=result.telemetry,
+        infra_error=message,
+        infra_class=C.BUDGET,
+    )
+
+
 class SweAgentRunner:
     name = "swe-agent"
 
@@ -210,28 +256,31 @@ class SweAgentRunner:
         try:
             argv, out = prepare(task, executable)
             work.mkdir(parents=True, exist_ok=True)
-            with (
-                tempfile.TemporaryDirectory(prefix="harness-sweagent-") as cwd,
-                open(work / "sweagent.log", "w") as log,
-            ):
+            with tempfile.TemporaryDirectory(prefix="harness-sweagent-") as cwd:
                 proc = subprocess.Popen(
                     argv,
                     cwd=cwd,  # no stray .env or relative paths from the caller's directory
                     env=subprocess_env(task),
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
+                    stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group: a timeout kills SWE-agent and its children
                 )
+                assert proc.stdout is not None
+                copier = threading.Thread(target=copy_redacted, args=(proc.stdout, work / "sweagent.log"))
+                copier.start()
                 try:
                     returncode = proc.wait(timeout=task.agent_timeout_s + STARTUP_MARGIN_S)
                 except subprocess.TimeoutExpired:
                     _kill_group(proc)
-                    return self._timed_out(task, out, time.monotonic() - start)
+                    copier.join(timeout=30)
+                    return apply_refusal(task, self._timed_out(task, out, time.monotonic() - start))
+                copier.join(timeout=30)
             output = (work / "sweagent.log").read_text(errors="replace")
-            return result_from_outputs(
+            result = result_from_outputs(
                 task, out, wall_s=time.monotonic() - start, output=output[-20000:], returncode=returncode
             )
+            return apply_refusal(task, result)
         except (SweAgentOutputError, OSError, yaml.YAMLError) as exc:
             return AgentResult(
                 patch="",

@@ -7,7 +7,9 @@ SWE-agent resolves itself), never the value, because SWE-agent copies its config
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -17,7 +19,7 @@ from typing import Any
 import yaml
 
 from harness.agents import AgentTask
-from harness.agents.sweagent_subprocess import CALLS_ENV, MODEL_ENV
+from harness.agents.sweagent_subprocess import CALLS_ENV, LEDGER_ENV, MODEL_ENV, SECRET_NAMES_ENV
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -110,7 +112,11 @@ def agent_config_name(task: AgentTask) -> str:
 def model_config(task: AgentTask) -> dict[str, Any]:
     """agent.model of the per-case config: names and limits only, never a key value."""
     limits = {
-        "per_instance_cost_limit": 0,  # SWE-agent prices with litellm's map; caps are the harness's ledger
+        # Off (0): the harness's ledger enforces usd_per_case / usd_per_run / calls_per_day with catalog prices
+        # inside SWE-agent's process, before every request, and stops it with these same limits' exceptions
+        # (exit_cost). SWE-agent's own limits would price with litellm's map instead (another number) and
+        # refuse unpriced models outright (ModelConfigurationError).
+        "per_instance_cost_limit": 0,
         "total_cost_limit": 0,
         "per_instance_call_limit": task.step_limit,
     }
@@ -121,9 +127,9 @@ def model_config(task: AgentTask) -> dict[str, Any]:
     model.update({k: kwargs.pop(k) for k in _SAMPLING_FIELDS if k in kwargs})
     model["completion_kwargs"] = {
         "drop_params": True,
-        "max_retries": 0,  # one retry layer: SWE-agent's own (agent.model.retry, from the harness policy)
         "timeout": min(task.retry.request_timeout_s, task.agent_timeout_s),
         **kwargs,
+        "max_retries": 0,  # one retry layer: SWE-agent's own (agent.model.retry, from the harness policy)
     }
     model["retry"] = {
         "retries": task.retry.max_attempts,
@@ -186,9 +192,37 @@ def subprocess_env(task: AgentTask) -> dict[str, str]:
     env["COLUMNS"] = "200"  # rich wraps SWE-agent's console log at 80 columns when it is not a terminal
     env[CALLS_ENV] = str(task.artifacts_dir / "llm_calls.jsonl")
     env[MODEL_ENV] = task.model.model_dump_json()
+    env[SECRET_NAMES_ENV] = json.dumps(secret_names())
+    if (spec := budget_spec(task)) is not None:
+        env[LEDGER_ENV] = json.dumps(spec)
     if task.model.kind == "scripted":
         env["OPENAI_API_KEY"] = SCRIPTED_KEY  # never send a real key to the test server
     return env
+
+
+REFUSAL_FILE = "budget-refusal.json"
+"""Written by the subprocess when the ledger refuses a request: {"scope", "message"}."""
+
+
+def budget_spec(task: AgentTask) -> dict | None:
+    """What the subprocess needs to open the run's ledger itself: path, ids, limits (no secrets)."""
+    if task.ledger is None:
+        return None
+    return {
+        "path": str(task.ledger.path),
+        "run_id": task.ledger.run_id,
+        "limits": dataclasses.asdict(task.ledger.limits),
+        "case_id": task.case_id,
+        "provider": task.model.provider or task.model.id,
+        "refusal": str(task.artifacts_dir / REFUSAL_FILE),
+    }
+
+
+def secret_names() -> list[str]:
+    """Variables whose registered values are in the environment (the subprocess registers them again)."""
+    from harness.infra.secrets import known_secrets, secret_name
+
+    return sorted({n for v in known_secrets() if (n := secret_name(v)) and os.environ.get(n) == v})
 
 
 def write_mini_submit_bundle(root: Path) -> Path:
@@ -209,6 +243,7 @@ def prepare(task: AgentTask, executable: str) -> tuple[list[str], Path]:
     shutil.rmtree(out, ignore_errors=True)  # a resumed case starts clean (run-batch skips existing .traj)
     out.mkdir(parents=True)
     (task.artifacts_dir / "llm_calls.jsonl").unlink(missing_ok=True)
+    (task.artifacts_dir / REFUSAL_FILE).unlink(missing_ok=True)
     instances = work / "instances.yaml"
     instances.write_text(yaml.safe_dump([instance_row(task)], sort_keys=False))
     bundle = write_mini_submit_bundle(work) if task.model.kind == "scripted" else None

@@ -49,8 +49,25 @@ def provider_model_id(model: ModelEntry) -> str:
     return litellm_id.split("/", 1)[1] if "/" in litellm_id else litellm_id
 
 
+def split_spec(spec: str) -> list[str]:
+    """The comma-separated parts of a --model-spec; `\\,` is a comma inside a value, `\\\\` a backslash."""
+    parts, current, chars = [], [], iter(spec)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, "\\"))
+        elif char == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    return [*parts, "".join(current)]
+
+
 def parse_model_spec(spec: str) -> ModelEntry:
-    """`id=NAME,litellm=openai/MODEL,api_base=URL[,api_key_env=VAR][,price_in=X,price_out=Y]` -> a model."""
+    """`id=NAME,litellm=openai/MODEL,api_base=URL[,api_key_env=VAR][,price_in=X,price_out=Y]` -> a model.
+
+    A comma inside a value is written `\\,` (a backslash `\\\\`); each key may appear once.
+    """
     names = {
         "id": "id",
         "litellm": "litellm_id",
@@ -66,13 +83,17 @@ def parse_model_spec(spec: str) -> ModelEntry:
         "price_source": "--model-spec",
         "description": "added with --model-spec",
     }
-    for part in filter(None, (p.strip() for p in spec.split(","))):
+    seen: set[str] = set()
+    for part in filter(None, (p.strip() for p in split_spec(spec))):
         key, sep, value = part.partition("=")
         if not sep or key.strip() not in names:
             raise HarnessError(
                 f"--model-spec {spec!r}: bad part {key.strip()!r}; use id=,litellm=,api_base= "
-                "(optional api_key_env=, price_in=, price_out=, context_window=)"
+                "(optional api_key_env=, price_in=, price_out=, context_window=; a comma in a value is \\,)"
             )
+        if key.strip() in seen:
+            raise HarnessError(f"--model-spec {spec!r}: {key.strip()}= is given twice; give each key once")
+        seen.add(key.strip())
         fields[names[key.strip()]] = value.strip()
     try:
         return ModelEntry.model_validate(fields)

@@ -22,8 +22,31 @@ SECRET_KEY_NAME = re.compile(
 )
 
 
+RETRY_KEYS = frozenset(
+    {
+        "max_retries",
+        "num_retries",
+        "retry_policy",
+        "retry_strategy",
+        "fallbacks",
+        "context_window_fallback_dict",
+    }
+)
+"""litellm/OpenAI SDK settings that retry or re-route a request behind the harness's back (and its quota)."""
+MAX_TIMEOUT_S = 7 * 24 * 3600
+"""Upper bound of every time limit (a week): larger values overflow timers (pytest-timeout, threading)."""
+GRID_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_MARKS = frozenset(
+    {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "timeout", "tryfirst",
+     "trylast", "xdist_group", "flaky", "asyncio", "containers"}
+)  # fmt: skip
+"""Marker names pytest or its plugins act on: a grid named `skip` would skip all its cases."""
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors; so are infinite and NaN numbers (an `.inf` budget or price is no limit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _secret_like_keys(value: object, prefix: str = "") -> list[str]:
@@ -70,6 +93,11 @@ class ModelEntry(Strict):
         bad = _secret_like_keys(value)
         if bad:
             raise ValueError(f"{bad[0]} must not be in model_kwargs: keys travel in the environment only")
+        if retry := sorted(RETRY_KEYS & set(value)):
+            raise ValueError(
+                f"{retry[0]} must not be in model_kwargs: the harness owns retries (config/sweagent.yaml "
+                "retries:) so that every request is counted against the budgets"
+            )
         return value
 
     @model_validator(mode="after")
@@ -122,16 +150,16 @@ class AgentLimits(Strict):
     """mini-swe-agent config whose prompts the agent uses: a file in the config dir (or an absolute path),
     else a name from minisweagent/config/benchmarks. Checked when a run starts."""
     step_limit: int = Field(40, ge=1)
-    command_timeout_s: int = Field(60, ge=1)
+    command_timeout_s: int = Field(60, ge=1, le=MAX_TIMEOUT_S)
     """Timeout of one shell command inside the container."""
-    agent_timeout_s: int = Field(300, ge=1)
+    agent_timeout_s: int = Field(300, ge=1, le=MAX_TIMEOUT_S)
     """Wall-time limit of one attempt's agent loop."""
-    case_timeout_s: int = Field(1800, ge=1)
+    case_timeout_s: int = Field(1800, ge=1, le=MAX_TIMEOUT_S)
     """pytest-timeout for a whole case (agent + queue + evaluation)."""
 
 
 class EvaluationSettings(Strict):
-    timeout_s: int = Field(1800, ge=1)
+    timeout_s: int = Field(1800, ge=1, le=MAX_TIMEOUT_S)
     workers: int = Field(4, ge=1)
     """Evaluation slots shared by every worker of a run (--eval-workers overrides)."""
     cpu_target_percent: float | None = Field(80, gt=0, le=100)
@@ -152,11 +180,11 @@ class RetryPolicy(Strict):
 
     max_attempts: int = Field(6, ge=1)
     base_delay_s: float = Field(1.0, ge=0)
-    max_delay_s: float = Field(60.0, ge=0)
-    max_total_s: float = Field(300.0, ge=0)
+    max_delay_s: float = Field(60.0, ge=0, le=MAX_TIMEOUT_S)
+    max_total_s: float = Field(300.0, ge=0, le=MAX_TIMEOUT_S)
     """Give up when the next wait would pass this much time since the first attempt."""
     jitter: float = Field(0.25, ge=0, le=1)
-    request_timeout_s: float = Field(120.0, gt=0)
+    request_timeout_s: float = Field(120.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 class Grid(Strict):
@@ -167,7 +195,7 @@ class Grid(Strict):
     models: list[str] = Field(min_length=1)
     attempts: int = Field(1, ge=1)
     attempts_reason: str = ""
-    agent_timeout_s: int | None = Field(None, ge=1)
+    agent_timeout_s: int | None = Field(None, ge=1, le=MAX_TIMEOUT_S)
 
 
 class AgentConfig(Strict):
@@ -176,6 +204,19 @@ class AgentConfig(Strict):
     retries: RetryPolicy = RetryPolicy()
     budgets: Budgets = Budgets()
     grids: dict[str, Grid]
+    """Grid name = the pytest marker that selects it (`-m NAME`): an identifier pytest itself does not act on."""
+
+    @field_validator("grids")
+    @classmethod
+    def _grid_names(cls, grids: dict[str, Grid]) -> dict[str, Grid]:
+        for name in grids:
+            if not GRID_NAME.match(name):
+                raise ValueError(f"grid name {name!r} is not a marker name (letters, digits, '_'); rename it")
+            if name in RESERVED_MARKS:
+                raise ValueError(
+                    f"grid name {name!r} is a marker pytest acts on (it would {name} the cases); rename it"
+                )
+        return grids
 
 
 class SliceInstance(Strict):

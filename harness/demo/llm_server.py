@@ -4,7 +4,9 @@ Clients (litellm, the openai SDK, mini-swe-agent) talk to it over real HTTP. Eac
 substring of the task (user messages) to a list of bash commands, one per assistant turn; the turn is
 the number of assistant messages in the request, so the server itself is stateless per conversation.
 ``Fault`` objects queued with ``add_faults`` are applied one per chat request (FIFO) to simulate rate
-limits, server errors, timeouts, malformed bodies, unknown models and missing tool calls.
+limits, server errors, timeouts, malformed bodies, unknown models, missing tool calls, and a provider
+that repeats the caller's key in its error body (``echo_key``, in one of ``ECHO_FORMS``: raw, base64,
+Basic-auth, URL-encoded, JSON-escaped, a half...), which is how keys leak into logs in real life.
 
 Manual use: ``python -m harness.demo.llm_server --port 8000`` (Ctrl-C to stop).
 """
@@ -13,78 +15,41 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
-import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-NO_COMMANDS_CONTENT = "I have no further commands."
-NO_TOOL_CALL_CONTENT = "Let me think about this before running anything."
-REDACTED = "<redacted>"
-_SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
+from harness.demo.llm_wire import (
+    _SECRET_HEADERS,
+    ECHO_FORMS,
+    NO_COMMANDS_CONTENT,
+    NO_TOOL_CALL_CONTENT,
+    REDACTED,
+    Fault,
+    FaultKind,
+    Script,
+    UsageMode,
+    _error,
+    _key_digest,
+    _Reply,
+    _text_of,
+    _tokens,
+)
 
-FaultKind = Literal["429", "500", "503", "timeout", "malformed", "latency", "404", "no_tool_call"]
-UsageMode = Literal["openai", "none", "openrouter"]
-
-
-@dataclass
-class Script:
-    """Answer conversations whose user messages contain ``match`` with ``steps``, one per turn."""
-
-    match: str
-    steps: list[str]
-    thought: str = ""
-    fence: str = "bash"
-
-
-@dataclass
-class Fault:
-    """One injected failure, applied to the next chat-completions request."""
-
-    kind: FaultKind
-    retry_after: float | None = None
-    delay_s: float = 0.0
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _error(
-    status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None
-) -> _Reply:
-    payload = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return _Reply(status, json.dumps(payload).encode(), headers or {})
-
-
-def _text_of(content: Any) -> str:
-    """Text of a message content: a string, a list of ``{"type": "text", "text": ...}`` parts, or None."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
-def _key_digest(headers: dict[str, str]) -> str:
-    """sha256 of the bearer token: tests can check which key arrived without the server keeping it."""
-    auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-    token = auth.removeprefix("Bearer ").strip()
-    return hashlib.sha256(token.encode()).hexdigest() if token else ""
-
-
-def _tokens(chars: int) -> int:
-    return math.ceil(chars / 4)
+__all__ = [
+    "ECHO_FORMS",
+    "NO_COMMANDS_CONTENT",
+    "NO_TOOL_CALL_CONTENT",
+    "REDACTED",
+    "Fault",
+    "FaultKind",
+    "Script",
+    "ScriptedLLMServer",
+    "UsageMode",
+]
 
 
 class ScriptedLLMServer:
@@ -220,6 +185,8 @@ class ScriptedLLMServer:
         if self.latency_s:
             self._stopping.wait(self.latency_s)
         fault = self._pop_fault()
+        if fault is not None and fault.kind == "echo_key":
+            return self._echo_key(fault.form, headers)
         if fault is not None:
             early = self._apply_fault(fault, body)
             if early is not None or fault.kind == "timeout":
@@ -233,6 +200,13 @@ class ScriptedLLMServer:
             return self._model_not_found(model)
         plain = fault is not None and fault.kind == "no_tool_call"
         return _Reply(200, json.dumps(self._completion(body, plain_content=plain)).encode())
+
+    def _echo_key(self, form: str, headers: dict[str, str]) -> _Reply:
+        """A 401 whose message repeats the caller's bearer token in `form` (as careless providers do)."""
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        echoed = ECHO_FORMS[form](auth.removeprefix("Bearer ").strip())
+        msg = f"Incorrect API key provided: {echoed}. You can find your API key in your account settings."
+        return _error(401, msg, "invalid_request_error", "invalid_api_key")
 
     def _model_not_found(self, model: str) -> _Reply:
         msg = f"The model `{model}` does not exist"

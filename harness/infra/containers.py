@@ -260,9 +260,37 @@ def _base_from_debootstrap(runtime: Runtime) -> None:
             raise HarnessError(
                 f"debootstrap failed ({' '.join(tail)}); set HARNESS_DEBIAN_MIRROR or use Docker"
             )
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        runtime.run("import", "-", FIXTURE_ROOT_IMAGE, stdin=tar.stdout, timeout=600)
-        tar.wait()
+        import_rootfs(runtime, rootfs, FIXTURE_ROOT_IMAGE)
+
+
+def import_rootfs(runtime: Runtime, rootfs: Path, tag: str, timeout_s: float = 600) -> None:
+    """`tar -c rootfs | <runtime> import - tag`, without hanging when either side fails.
+
+    Our copy of the pipe's read end is closed as soon as the importer has its own, so a tar whose reader
+    died gets SIGPIPE instead of blocking on a full pipe; both exit statuses are checked.
+    """
+    with subprocess.Popen(
+        ["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as tar:
+        assert tar.stdout is not None
+        try:
+            done = runtime.run("import", "-", tag, stdin=tar.stdout, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            done = None
+        finally:
+            tar.stdout.close()
+        try:
+            tar_status = tar.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            tar.kill()
+            tar_status = tar.wait()
+    if done is None or done.returncode != 0:
+        why = (
+            "timed out" if done is None else " ".join((done.stderr or done.stdout).strip().splitlines()[-1:])
+        )
+        raise HarnessError(f"{runtime.name} import of {rootfs} as {tag} failed ({why}); check the runtime")
+    if tar_status != 0:
+        raise HarnessError(f"tar of {rootfs} failed (exit {tar_status}); check free space and permissions")
 
 
 def _base_from_registry(runtime: Runtime) -> None:

@@ -7,12 +7,12 @@ is kept); an unquoted value ends at a `` #`` trailing comment (``#`` preceded by
 single-line. A duplicate key is not an error: the last line wins, as when a shell sources the file.
 Errors name the file, the line number and (once parsed) the key, and never the value or the line text.
 
-Redaction: one module-level `Redactor` (`register_secret`, `redact_text`, ... are its bound methods;
-`_reset_for_tests()` clears it) replaces each known secret by ``[REDACTED:<KEY>]``, or ``[REDACTED]``
-when no variable name is known (the longest secret first, so overlapping secrets are fully hidden).
-Values shorter than 6 characters are ignored: redacting them would mangle ordinary text ("true", "1234")
-and they are too short to be real credentials. Files are redacted as bytes (the UTF-8 encoding of each
-secret), which is exact for UTF-8 text and never fails on binary files.
+Redaction: one module-level `Redactor` (harness.infra.redaction: the forms a key takes, raw, JSON, repr,
+URL-encoded, base64, halves; `register_secret`, `redact_text`, ... are its bound methods;
+`_reset_for_tests()` clears it) replaces each known secret by ``[REDACTED:<KEY>]``. What is registered:
+every value of the credentials file, every variable a model or provider names (`register_named_secrets`),
+``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables, and secret-like entries of the agents' own ``.env`` files
+(`agent_dotenv_files`): keys belong in secrets/credentials.txt, never there, but one found there is hidden too.
 
 ``python -m harness.infra.secrets --export PATH`` prints ``export KEY=<quoted>`` lines for tools/env.sh.
 """
@@ -22,17 +22,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import stat
 import sys
-import tempfile
-import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from harness.errors import HarnessError
+from harness.infra.redaction import MIN_SECRET_LEN, MIN_SHORT_LEN, Redactor
 
-MIN_SECRET_LEN = 6
 SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
 SECRET_NAMES = ("CHUTES_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN")
 
@@ -75,94 +71,6 @@ def parse_credentials(text: str, source: str = "credentials.txt") -> dict[str, s
     return result
 
 
-class Redactor:
-    """Known secret values and the variable names they came from; replaces them in text, JSON and files."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self.clear()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._names: dict[str, str | None] = {}
-            self._compiled: tuple[re.Pattern[str], re.Pattern[bytes], dict[bytes, bytes]] | None = None
-
-    def register(self, value: str, name: str | None = None) -> None:
-        """Redact `value` from now on (as ``[REDACTED:name]`` when `name` is given); < 6 characters: ignored."""
-        if isinstance(value, str) and len(value) >= MIN_SECRET_LEN:
-            with self._lock:
-                if value not in self._names or (name and not self._names[value]):
-                    self._names[value] = name
-                    self._compiled = None
-
-    def secrets(self) -> list[str]:
-        """Registered secret values, longest first."""
-        with self._lock:
-            return sorted(self._names, key=len, reverse=True)
-
-    def _label(self, value: str) -> str:
-        name = self._names.get(value)
-        return f"[REDACTED:{name}]" if name else "[REDACTED]"
-
-    def _patterns(self) -> tuple[re.Pattern[str], re.Pattern[bytes], dict[bytes, bytes]]:
-        """Alternations of all secrets, longest first (so the longest of overlapping secrets wins)."""
-        with self._lock:
-            if self._compiled is None:
-                ordered = self.secrets()
-                by_bytes = {s.encode(): self._label(s).encode() for s in ordered}
-                text_re = re.compile("|".join(map(re.escape, ordered)))
-                self._compiled = (text_re, re.compile(b"|".join(map(re.escape, by_bytes))), by_bytes)
-            return self._compiled
-
-    def text(self, text: str) -> str:
-        """`text` with every known secret replaced by its label."""
-        return self._patterns()[0].sub(lambda m: self._label(m.group()), text) if self._names else text
-
-    def json(self, obj: Any) -> Any:
-        """A copy of `obj` (dicts, lists, tuples, strings; other values as is) redacted, dict keys too."""
-        if isinstance(obj, str):
-            return self.text(obj)
-        if isinstance(obj, dict):
-            return {self.json(k) if isinstance(k, str) else k: self.json(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return type(obj)(self.json(v) for v in obj)
-        return obj
-
-    def file(self, path: Path) -> int:
-        """Rewrite `path` atomically (mode kept) only if it contains a secret; the number of replacements."""
-        if not self._names:
-            return 0
-        _, pattern, by_bytes = self._patterns()
-        data = Path(path).read_bytes()
-        if not any(s in data for s in by_bytes):
-            return 0
-        new, count = pattern.subn(lambda m: by_bytes[m.group()], data)
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".redact", dir=Path(path).parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(new)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return count
-
-    def tree(self, root: Path) -> dict[str, int]:
-        """Redact every regular file under `root` (symlinks not followed); ``{relative path: replacements}``."""
-        root, changed, stack = Path(root), {}, [Path(root)]
-        while stack:
-            with os.scandir(stack.pop()) as it:
-                entries = list(it)  # listed before rewriting, so our temporary files never show up
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False) and (n := self.file(Path(entry.path))):
-                    changed[Path(entry.path).relative_to(root).as_posix()] = n
-        return changed
-
-
 _DEFAULT = Redactor()
 register_secret = _DEFAULT.register
 known_secrets = _DEFAULT.secrets
@@ -170,6 +78,8 @@ redact_text = _DEFAULT.text
 redact_json = _DEFAULT.json
 redact_file = _DEFAULT.file
 redact_tree = _DEFAULT.tree
+redact_bytes = _DEFAULT.data
+secret_name = _DEFAULT.name_of
 _reset_for_tests = _DEFAULT.clear  # the module-level redactor is process-wide state
 
 
@@ -179,6 +89,68 @@ def register_env_secrets(env: Mapping[str, str] = os.environ) -> list[str]:
     for name in names:
         register_secret(env[name], name)
     return names
+
+
+def register_named_secrets(names: Iterable[str], env: Mapping[str, str] = os.environ) -> list[str]:
+    """Register the values of variables a model or provider names as its key (any name); the names set."""
+    found = sorted({n for n in names if n and env.get(n)})
+    for name in found:
+        register_secret(env[name], name)
+    return found
+
+
+def short_secret_lines() -> list[str]:
+    """Run-header notes on registered keys under MIN_SECRET_LEN characters (docs/secrets.md: short keys)."""
+    lines = []
+    for value in known_secrets():
+        name = secret_name(value) or "a key"
+        if len(value) < MIN_SHORT_LEN:
+            lines.append(f"{name} has {len(value)} character(s): too short to hide in output; use a real key")
+        elif len(value) < MIN_SECRET_LEN:
+            lines.append(
+                f"{name} has {len(value)} characters: hidden only where it stands alone (docs/secrets.md)"
+            )
+    return sorted(lines)
+
+
+_SECRET_LIKE = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.I)
+
+
+def agent_dotenv_files(environ: Mapping[str, str] = os.environ) -> list[Path]:
+    """The .env files the agents load by themselves: mini-swe-agent's global config (loaded into os.environ at
+    its import) and SWE-agent's checkout root (loaded by `sweagent run-batch`). Found without importing them."""
+    import importlib.util
+
+    files = []
+    mini_dir = environ.get("MSWEA_GLOBAL_CONFIG_DIR")
+    if not mini_dir:
+        try:
+            from platformdirs import user_config_dir
+
+            mini_dir = user_config_dir("mini-swe-agent")
+        except ImportError:  # mini-swe-agent (which needs platformdirs) is not installed
+            mini_dir = None
+    if mini_dir:
+        files.append(Path(mini_dir) / ".env")
+    sweagent_root = environ.get("SWE_AGENT_CONFIG_ROOT")
+    if not sweagent_root and (spec := importlib.util.find_spec("sweagent")) is not None and spec.origin:
+        sweagent_root = str(Path(spec.origin).resolve().parents[1])
+    if sweagent_root:
+        files.append(Path(sweagent_root) / ".env")
+    return [f for f in files if f.is_file()]
+
+
+def register_dotenv_secrets(paths: Iterable[Path], named: Iterable[str] = ()) -> list[str]:
+    """Register values of secret-like names (KEY, TOKEN, SECRET, ...) and of `named` variables in .env files."""
+    from dotenv import dotenv_values
+
+    named, found = set(named), []
+    for path in paths:
+        for name, value in dotenv_values(path).items():
+            if value and (name in named or _SECRET_LIKE.search(name)):
+                register_secret(value, name)
+                found.append(name)
+    return sorted(set(found))
 
 
 def _read(path: Path) -> str:
@@ -202,9 +174,9 @@ def load_credentials(path: Path, *, override: bool = False) -> list[str]:
         return []
     loaded = []
     for key, value in parse_credentials(_read(path), str(path)).items():
-        register_secret(value, key)
-        if os.environ.get(key):
-            register_secret(os.environ[key], key)
+        for found in (value, os.environ.get(key, "")):
+            if len(found) >= MIN_SECRET_LEN or _SECRET_LIKE.search(key):  # `DEBUG=1` is not a key
+                register_secret(found, key)
         if value and (override or not os.environ.get(key)):  # an empty variable counts as unset
             os.environ[key] = value
             loaded.append(key)

@@ -8,17 +8,15 @@ No run state lives in this module.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.errors import CaseInfraError, HarnessError
 from harness.outcomes import Outcome
-from harness.plugin.options import add_options, is_eval_session, run_options
-from harness.plugin.reporting import gates_to_junit
+from harness.plugin.options import add_options, cap_workers, is_eval_session, run_options
+from harness.plugin.reporting import gates_to_junit, redact_pytest_output, redact_report
 from harness.results.records import CaseRecord
 from harness.run.grid import Case
 from harness.run.lifecycle import CaseClock, EvalRun
@@ -36,6 +34,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config):
+    """Cap -n before xdist turns it into worker specs (its own pytest_cmdline_main, before any configure)."""
+    if not hasattr(config, "workerinput") and is_eval_session(config):
+        cap_workers(config)
+    return (yield)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not is_eval_session(config):
         return
@@ -46,14 +52,10 @@ def pytest_configure(config: pytest.Config) -> None:
         run = EvalRun(
             run_options(config), worker_run_id=worker_input["harness_run_id"] if worker_input else None
         )
-        if run.is_controller:
-            _cap_workers(config)
-            if not config.option.collectonly:
-                run.start()
-                workers = getattr(config.option, "numprocesses", None)
-                run.header.append(
-                    run.concurrency_line(workers if isinstance(workers, int) and workers else 1)
-                )
+        if run.is_controller and not config.option.collectonly:
+            run.start()
+            workers = getattr(config.option, "numprocesses", None)
+            run.header.append(run.concurrency_line(workers if isinstance(workers, int) and workers else 1))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run
@@ -61,12 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(RunHooks(run), "swebench-harness-run")
 
 
-def _cap_workers(config: pytest.Config) -> None:
-    n = getattr(config.option, "numprocesses", None)
-    cap = max(1, int(0.8 * (os.cpu_count() or 1)))
-    if isinstance(n, int) and n > cap:
-        sys.stderr.write(f"swebench-harness: -n {n} capped at {cap} (80% of {os.cpu_count()} CPU threads)\n")
-        config.option.numprocesses = cap
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Everything pytest prints or logs from here on (terminal, --log-file, captured logs) is redacted."""
+    if _run(session.config) is not None:
+        redact_pytest_output(session.config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -148,6 +149,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if call.excinfo is not None and isinstance(call.excinfo.value, CaseInfraError):
         report.longrepr = f"infra error (not the model's fault): {call.excinfo.value}"
+    if _run(item.config) is not None:
+        redact_report(report)  # tracebacks with locals (-l), captured output: before JUnit or xdist sees them
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    report = yield
+    if _run(collector.config) is not None:
+        redact_report(report)
     return report
 
 
@@ -199,12 +210,15 @@ class RunHooks:
         session.exitstatus = self.run.exit_status(int(exitstatus))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """pytest wrote the JUnit file in its sessionfinish; redact secrets from it too."""
+        """The reports JUnit was written from were redacted; check the file anyway (in place on a full disk)."""
         xmlpath = getattr(config.option, "xmlpath", None)
         if xmlpath and Path(xmlpath).is_file():
             from harness.infra.secrets import redact_file
 
-            redact_file(Path(xmlpath))
+            try:
+                redact_file(Path(xmlpath))
+            except OSError as e:
+                config.get_terminal_writer().line(f"swebench-harness: cannot check {xmlpath}: {e.strerror}")
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.run.summary is not None:

@@ -3,6 +3,8 @@ and their translation into the pytest-free RunOptions of harness.run.lifecycle."
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,33 @@ def run_options(config: pytest.Config) -> RunOptions:
         argv=tuple(config.invocation_params.args),
         collect_only=bool(config.option.collectonly),
     )
+
+
+WORKER_CAP = 12
+"""DESIGN.md (Budgets and concurrency): -n is capped at 12 (the design card: 16 threads -> 12 workers).
+Agent workers mostly wait on the LLM, so they are not capped by the CPU count: the 80 % CPU target is
+held by admitting evaluations (harness.infra.evaluation.eval_slot's governor), not by starving agents."""
+
+
+def worker_cap() -> tuple[int, int]:
+    """(cap, CPU threads): 12 agent workers at most; threads = those this process may use (for `-n auto`)."""
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return WORKER_CAP, threads
+
+
+def cap_workers(config: pytest.Config) -> None:
+    """Apply the cap to -n (a number, `auto` or `logical`) before xdist reads it; say so when it bites."""
+    n = getattr(config.option, "numprocesses", None)
+    if n is None:
+        return  # no -n, or no xdist
+    cap, threads = worker_cap()
+    wanted = threads if n in ("auto", "logical") else n
+    if isinstance(wanted, int) and wanted > cap:
+        sys.stderr.write(
+            f"swebench-harness: -n {n} capped at {cap} agent workers (DESIGN: at most {WORKER_CAP}; the CPU "
+            "is held under its target by the evaluation governor, not by fewer agents)\n"
+        )
+    if isinstance(n, int):
+        config.option.numprocesses = min(n, cap)
+    maxprocesses = getattr(config.option, "maxprocesses", None)
+    config.option.maxprocesses = min(maxprocesses or cap, cap)

@@ -387,7 +387,7 @@ def write_html(
 ) -> Path:
     """Write the report atomically (tmp + rename) and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(rows, records, title=title, run_dir=run_dir, pairs=pairs), encoding="utf-8")
-    tmp.replace(path)
+    from harness.results.records import write_text_atomic
+
+    write_text_atomic(path, render_html(rows, records, title=title, run_dir=run_dir, pairs=pairs))
     return path

@@ -10,6 +10,7 @@ on paired cases in runs/<run_id>/pairwise.csv (harness.results.pairwise), which 
 from __future__ import annotations
 
 import csv
+import io
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from typing import Any
 from harness.config import LeaderboardColumns, load_yaml_model
 from harness.outcomes import Outcome, OutcomeClass
 from harness.results import intervals, pairwise, stats
-from harness.results.records import CaseRecord, RunPaths, load_records
+from harness.results.records import CaseRecord, RunPaths, load_records, write_text_atomic
 
 DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[2] / "config" / "leaderboard_columns.yaml"
 REPO_PREFIX = "repo:"
@@ -207,13 +208,12 @@ def _cell(value: Any) -> Any:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    """The CSV, redacted and atomic with a unique temporary name (two runs may finish at once)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def build_leaderboard(

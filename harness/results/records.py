@@ -1,16 +1,21 @@
 """CaseRecord schema, run directory layout, atomic writes, predictions derived from records.
 
 Files are the database: one JSON CaseRecord per case, written atomically (tmp + fsync + rename);
-manifest, predictions and leaderboards are derived from the records.
+manifest, predictions and leaderboards are derived from the records. Every write helper here redacts
+what it writes *before* writing it (harness.infra.secrets), so no key is ever on disk, not even for the
+moment a later redaction pass would need, and a full disk cannot leave one behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,20 +122,55 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest() if text else ""
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see either the old file or the whole new one, never a torn one."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text`, redacted, so that readers see the old file or the whole new one, never a torn one.
+
+    The temporary file has a unique name (several processes may write the same path at once: the last
+    rename wins, none fails), and is removed when the write fails (a full disk keeps the old file).
+    """
+    from harness.infra.secrets import redact_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
+            f.write(redact_text(text))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON (redacted) so that readers see either the old file or the whole new one, never a torn one."""
+    from harness.infra.secrets import redact_json
+
+    write_text_atomic(path, json.dumps(redact_json(data), indent=2, sort_keys=False) + "\n")
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append `text` (a JSONL line, say) to `path`, redacted before it is written."""
+    from harness.infra.secrets import redact_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(redact_text(text))
+
+
+@contextlib.contextmanager
+def runs_lock(runs_dir: Path) -> Iterator[None]:
+    """Serialise writers of files shared by every run under `runs_dir` (runs/leaderboard.csv)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / ".runs.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def disk_error(path: Path, exc: OSError, run_id: str) -> str:
+    """One line for a write that failed (full disk, read-only folder): what, why, what to do."""
+    return f"cannot write {path}: {exc.strerror or exc}; free space, then --resume {run_id}"
 
 
 class RunPaths:
@@ -160,9 +200,13 @@ def marker_path(paths: RunPaths, case_id: str) -> Path:
 
 def mark_running(paths: RunPaths, case_id: str) -> None:
     """A case in progress: if the process dies, the marker outlives it and resume re-runs the case."""
-    write_json_atomic(
-        marker_path(paths, case_id), {"pid": os.getpid(), "host": os.uname().nodename, "started": time.time()}
-    )
+    from harness.errors import HarnessError
+
+    path = marker_path(paths, case_id)
+    try:
+        write_json_atomic(path, {"pid": os.getpid(), "host": os.uname().nodename, "started": time.time()})
+    except OSError as e:
+        raise HarnessError(disk_error(path, e, paths.run_id)) from None
 
 
 def stale_markers(paths: RunPaths) -> list[str]:
@@ -202,15 +246,14 @@ def write_record(paths: RunPaths, record: CaseRecord) -> Path:
     except OSError as e:
         from harness.errors import HarnessError
 
-        raise HarnessError(
-            f"cannot write {path}: {e.strerror or e}; free space, then --resume {paths.run_id}"
-        ) from None
+        raise HarnessError(disk_error(path, e, paths.run_id)) from None
     marker_path(paths, record.case_id).unlink(missing_ok=True)
     return path
 
 
 def load_records(paths: RunPaths, unreadable: list[Path] | None = None) -> list[CaseRecord]:
-    """Every valid record of the run, by case id. Files that do not parse are left in place and listed."""
+    """Every valid record of the run, by case id. Files that do not parse, or whose case_id is not their
+    file name (a copy would count twice), are left in place and listed."""
     if not paths.cases.is_dir():
         return []
     folder = str(paths.cases)
@@ -219,10 +262,13 @@ def load_records(paths: RunPaths, unreadable: list[Path] | None = None) -> list[
     for name in names:
         try:
             with open(os.path.join(folder, name), "rb") as f:
-                records.append(CaseRecord.model_validate_json(f.read()))
+                record = CaseRecord.model_validate_json(f.read())
         except (ValueError, OSError):
-            if unreadable is not None:
-                unreadable.append(paths.cases / name)
+            record = None
+        if record is not None and name == f"{record.case_id}.json":
+            records.append(record)
+        elif unreadable is not None:  # torn, foreign, or named for another case (it would count twice)
+            unreadable.append(paths.cases / name)
     return records
 
 
@@ -250,7 +296,6 @@ def write_predictions(paths: RunPaths, records: list[CaseRecord]) -> list[Path]:
             for r in sorted({r.instance_id: r for r in recs}.values(), key=lambda r: r.instance_id)
         ]
         path = paths.predictions / model_id / f"attempt-{attempt}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
+        write_text_atomic(path, "\n".join(lines) + "\n")
         written.append(path)
     return written

@@ -15,7 +15,7 @@ from harness.config.catalog import missing_key, provider_settings
 from harness.infra.containers import instance_image_name
 from harness.infra.secrets import redact_json, redact_tree
 from harness.outcomes import SKIP_CLASSES, Outcome, OutcomeClass
-from harness.results.records import CaseRecord, mark_running, sha256_text, write_record
+from harness.results.records import CaseRecord, mark_running, sha256_text, write_record, write_text_atomic
 from harness.run.context import RunContext
 from harness.run.grading import grade_patch
 from harness.run.grid import Case
@@ -79,6 +79,7 @@ def agent_task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> Age
         )
         if model.kind == "litellm"
         else None,
+        ledger=ctx.ledger if model.kind == "litellm" else None,  # SWE-agent opens it in its own process
     )
 
 
@@ -137,7 +138,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
     else:
         fields.update(grade_patch(ctx, case, row, result.patch))
     if result.patch:
-        (task.artifacts_dir / "patch.diff").write_text(result.patch)
+        write_text_atomic(task.artifacts_dir / "patch.diff", result.patch)  # redacted before it is written
     return save_record(ctx, case, model, row, result, fields, started=started, t0=t0)
 
 

@@ -16,7 +16,7 @@ from harness.infra.secrets import redact_tree
 from harness.outcomes import Outcome
 from harness.results.gates import GateResult, evaluate_gates, format_gates
 from harness.results.leaderboard import build_leaderboard, format_table, quarantined_instances
-from harness.results.records import CaseRecord, RunPaths, load_records, write_predictions
+from harness.results.records import CaseRecord, RunPaths, load_records, runs_lock, write_predictions
 from harness.run.manifest import finish_manifest
 
 
@@ -57,7 +57,8 @@ def finish_run(
     unreadable: list[Path] = []
     records = load_records(paths, unreadable)
     write_predictions(paths, records)
-    rows = build_leaderboard(paths, records=records, columns_file=cfg.dir / "leaderboard_columns.yaml")
+    with runs_lock(paths.runs_dir):  # runs/leaderboard.csv is shared with other runs finishing now
+        rows = build_leaderboard(paths, records=records, columns_file=cfg.dir / "leaderboard_columns.yaml")
     gates = evaluate_gates(
         cfg.gates,
         records,
@@ -79,7 +80,7 @@ def finish_run(
             "cpu_harness_samples": cpu_harness_samples or [],
         },
     )
-    redact_tree(paths.root)
+    redact_tree(paths.root)  # what others wrote (SWE-agent, the evaluator); ours was redacted before writing
     skips: dict[str, int] = {}
     for rec in records:
         if rec.outcome == Outcome.SKIPPED:

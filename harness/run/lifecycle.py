@@ -11,16 +11,17 @@ the run (run folder, manifest, pre-flight, CPU sampler) and finishes it (records
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from harness.config import HarnessConfig, ModelEntry
 from harness.config.catalog import parse_model_spec
 from harness.errors import CaseInfraError, HarnessError
-from harness.results.records import CaseRecord, RunPaths, finished_case_ids
+from harness.results.records import CaseRecord, RunPaths, disk_error, finished_case_ids
 from harness.run.grid import Case, build_grid, cases_selected_by, grids_selected_by
 from harness.run.manifest import CpuSampler, new_run_id
 
@@ -83,7 +84,13 @@ class EvalRun:
     """One run as seen by one process. Raises HarnessError (one line) for anything the user can fix."""
 
     def __init__(self, options: RunOptions, *, worker_run_id: str | None = None):
-        from harness.run.start import check_instances, check_run_id, load_credentials_file, require_sweagent
+        from harness.run.start import (
+            check_instances,
+            check_run_id,
+            load_credentials_file,
+            register_model_keys,
+            require_sweagent,
+        )
 
         self.options = options
         self.is_controller = worker_run_id is None
@@ -94,6 +101,7 @@ class EvalRun:
         predicted = [parse_predictions_option(option) for option in options.predictions]
         extra = [*specs, *predicted, *options.extra_models]
         self.cfg = HarnessConfig(options.config_dir, extra_models=extra)
+        self.key_notes = register_model_keys(self.cfg)
         models = list(options.models) if options.models else None
         self.cases: list[Case] = build_grid(
             self.cfg, models=models, attempts=options.attempts, add_models=[m.id for m in predicted]
@@ -102,7 +110,7 @@ class EvalRun:
         """The cases -m selects (-k is applied by pytest later; pre-flight counts these)."""
         self.active_grids = grids_selected_by(options.markexpr, self.cases)
         check_instances(self.cfg)
-        _check_numbers(options)
+        _check_numbers(options, self.cfg.agent.evaluation.workers)
         self.backend = options.agent or self.cfg.agent.agent.backend
         if self.backend == "sweagent" and not options.collect_only:
             require_sweagent()
@@ -119,6 +127,8 @@ class EvalRun:
         self.end_error: str | None = None
         self._sampler: CpuSampler | None = None
         self._runtime: Runtime | None = None
+        self._owner: IO[str] | None = None
+        """The run's owner lock (harness.run.start.claim_run), held until this process exits."""
 
     # -- start (controller) -------------------------------------------------------------------------
 
@@ -127,11 +137,18 @@ class EvalRun:
         from harness.run.start import check_dataset, open_run, preflight_lines
 
         notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
-        self._runtime, opened = open_run(
-            self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
-        )
-        check = self.options.check_models != "no"
-        self.header = notes + opened + preflight_lines(self.cfg, self.selected, self.paths, check)
+        try:
+            self._runtime, opened, self._owner = open_run(
+                self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
+            )
+            check = self.options.check_models != "no"
+            preflight = preflight_lines(self.cfg, self.selected, self.paths, check)
+        except OSError as e:  # a read-only or full runs dir: one line, not INTERNALERROR
+            raise HarnessError(
+                f"cannot write the run folder {e.filename or self.paths.root} ({e.strerror or e}); "
+                "use a writable --runs-dir with free space"
+            ) from None
+        self.header = notes + opened + self.key_notes + preflight
         self._sampler = CpuSampler()
         self._sampler.start()
         self.started = True
@@ -192,6 +209,8 @@ class EvalRun:
             return execute_case(ctx, case, infra_retries=self.options.infra_retries)
         except HarnessError as e:
             raise CaseInfraError(str(e)) from None
+        except OSError as e:  # a full disk (or a folder gone read-only) while writing the case's files
+            raise CaseInfraError(disk_error(Path(e.filename or self.paths.root), e, self.run_id)) from None
 
     def case_timed_out(self, ctx: RunContext, case: Case, message: str, clock: CaseClock) -> CaseRecord:
         """The record of a case stopped by the whole-case limit (an infra error, re-run by --resume)."""
@@ -223,6 +242,11 @@ class EvalRun:
             )
         except HarnessError as e:
             self.end_error = str(e)
+        except OSError as e:  # a full disk at the end: the records are safe, the views can be rebuilt
+            self.end_error = (
+                f"cannot write {e.filename or self.paths.root} ({e.strerror or e}); free space, then rebuild "
+                f"the leaderboard with `python -m harness leaderboard {self.paths.root}`"
+            )
 
     def exit_status(self, pytest_status: int) -> int:
         """Unresolved cases are results, not a failed run: the gates decide (1 = tests failed, 4 = usage)."""
@@ -246,11 +270,24 @@ class EvalRun:
         return lines + summary_lines(self.summary, self.paths, self.failures.infra)
 
 
-def _check_numbers(options: RunOptions) -> None:
+FDS_RESERVED = 128
+"""Open files a harness process needs besides evaluation slots (sockets, SQLite, logs, pipes)."""
+
+
+def _check_numbers(options: RunOptions, configured_eval_workers: int) -> None:
     if options.infra_retries < 0:
         raise HarnessError(f"--infra-retries {options.infra_retries}: use 0 or more")
     if options.eval_workers is not None and options.eval_workers < 1:
         raise HarnessError(f"--eval-workers {options.eval_workers}: use 1 or more evaluation slots")
+    workers = options.eval_workers if options.eval_workers is not None else configured_eval_workers
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    most = max(1, soft - FDS_RESERVED) if soft != resource.RLIM_INFINITY else workers
+    if workers > most:
+        where = "--eval-workers" if options.eval_workers is not None else "evaluation.workers (sweagent.yaml)"
+        raise HarnessError(
+            f"{where} {workers}: a case waiting for a slot opens one file per slot and this process may open "
+            f"{soft} files (ulimit -n); use at most {most} slots or raise `ulimit -n`"
+        )
 
 
 LLM_KINDS = ("scripted", "litellm")

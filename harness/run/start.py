@@ -1,12 +1,18 @@
-"""The start of a run, in the controller: credentials, runtime, resume checks, leftovers, preflight, manifest.
+"""The start of a run, in the controller: credentials, runtime, resume checks, the run's owner lock,
+leftovers, preflight, manifest.
 
 Everything here raises HarnessError (one line); the plugin turns it into a pytest usage error.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import re
+import time
 from pathlib import Path
+from typing import IO
 
 from harness.config import HarnessConfig
 from harness.errors import HarnessError
@@ -23,6 +29,31 @@ def load_credentials_file(path: Path, explicit: bool) -> None:
         raise HarnessError(f"--credentials {path}: no such file; copy secrets/credentials.example.txt")
     load_credentials(path)
     register_env_secrets()
+
+
+def register_model_keys(cfg: HarnessConfig) -> list[str]:
+    """Register for redaction every variable a model or provider names as its key (whatever its name), and
+    secret-like entries of the agents' own .env files; returns run-header notes about what was found."""
+    from harness.config.catalog import PROVIDER_DEFAULTS, provider_settings
+    from harness.infra.secrets import (
+        agent_dotenv_files,
+        register_dotenv_secrets,
+        register_named_secrets,
+        short_secret_lines,
+    )
+
+    providers = [*PROVIDER_DEFAULTS.values(), *cfg.catalog.providers.values()]
+    names = {provider_settings(cfg.catalog, m).api_key_env for m in cfg.catalog.models}
+    names = {n for n in names | {p.api_key_env for p in providers} if n}
+    register_named_secrets(names)
+    notes = []
+    for path in agent_dotenv_files():
+        if found := register_dotenv_secrets([path], names):
+            notes.append(
+                f"{path} (an agent's own .env) holds {', '.join(found)}: keep keys in secrets/credentials.txt "
+                "only; these are hidden in output too"
+            )
+    return notes + short_secret_lines()
 
 
 def require_sweagent() -> None:
@@ -70,8 +101,11 @@ def check_dataset(cfg: HarnessConfig, cases: list[Case], source: str) -> list[st
 
 def open_run(
     cfg: HarnessConfig, paths: RunPaths, *, resume: bool, argv: list[str]
-) -> tuple[Runtime, list[str]]:
-    """Check the run folder, clean this run's leftovers, write the manifest. Returns the runtime and notes."""
+) -> tuple[Runtime, list[str], IO[str]]:
+    """Check the run folder, take ownership of it, clean this run's leftovers, write the manifest.
+
+    Returns the runtime, notes for the header, and the owner lock (keep it open for the process's life).
+    """
     if resume and not paths.manifest.exists():
         raise HarnessError(
             f"--resume {paths.run_id}: no run at {paths.root}; list runs with `ls {paths.runs_dir}`"
@@ -80,6 +114,9 @@ def open_run(
         raise HarnessError(
             f"run {paths.run_id} already has records in {paths.root}; use --resume {paths.run_id} or another --run-id"
         )
+    owner = claim_run(paths)  # before anything below touches the run's files or containers
+    if resume:
+        check_manifest(paths)
     runtime = detect_runtime()
     runtime.export_env()
     notes = []
@@ -88,7 +125,52 @@ def open_run(
     if stale := recover_interrupted(paths):
         notes.append(f"{len(stale)} case(s) were running when the last process died; they run again")
     start_manifest(paths, cfg, argv=argv, resume=resume, interrupted=stale)
-    return runtime, notes
+    return runtime, notes, owner
+
+
+OWNER_FILE = ".owner"
+
+
+def claim_run(paths: RunPaths) -> IO[str]:
+    """A run has one owner: an exclusive flock on runs/<id>/.owner, held until this process exits.
+
+    A second process (a `--resume` of a run that is still running) gets a one-line refusal naming the
+    owner instead of setting the live cases' files aside and removing their containers.
+    """
+    paths.root.mkdir(parents=True, exist_ok=True)
+    handle = open(paths.root / OWNER_FILE, "a+")  # noqa: SIM115 - held open for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = " ".join(handle.read().split()) or "another process"
+        handle.close()
+        raise HarnessError(
+            f"run {paths.run_id} is running in another process ({holder}); wait for it to end "
+            f"(or stop it), then --resume {paths.run_id}"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    handle.write(f"pid {os.getpid()} on {os.uname().nodename} since {started}\n")
+    handle.flush()
+    return handle
+
+
+def check_manifest(paths: RunPaths) -> None:
+    """The manifest of a run to resume must be a JSON object (a torn or foreign file is a one-line error)."""
+    try:
+        manifest = json.loads(paths.manifest.read_bytes())
+    except ValueError as e:
+        problem = f"not JSON ({' '.join(str(e).split())[:80]})"
+    else:
+        if isinstance(manifest, dict) and manifest.get("run_id") in (None, paths.run_id):
+            return
+        problem = "not a run manifest" if not isinstance(manifest, dict) else "the manifest of another run"
+    raise HarnessError(
+        f"--resume {paths.run_id}: {paths.manifest} is {problem}; restore it from a backup, or start a new "
+        "run with --run-id (the records in cases/ are kept)"
+    )
 
 
 def recover_interrupted(paths: RunPaths) -> list[str]:
