@@ -146,6 +146,11 @@ class Bar:
         self.out.write(f"\r{line[:160]}\x1b[K" if self.tty else line + "\n")
         self.out.flush()
 
+    def clear(self) -> None:
+        if self.tty:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+
     def close(self) -> None:
         if self.tty:
             self.out.write("\n")
@@ -174,14 +179,16 @@ def make_ready(
         if stop_at_failure and report.failed:
             report.not_tried.append(image)
             continue
-        if bar:
+        if bar and (bar.tty or report.pulled or not stop_at_failure):  # a run stopping offline: one line
             bar.show(i, f"pulling {image}")
         error = pull(runtime, image)
         if error is None:
             report.pulled.append(image)
         else:
             report.failed[image] = error
-    if bar:
+    if bar and stop_at_failure and report.failed:
+        bar.clear()  # the run's error line says it all
+    elif bar:
         bar.show(
             len(report.pulled) + len(report.failed),
             f"pulled {len(report.pulled)}, failed {len(report.failed)}",
