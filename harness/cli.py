@@ -25,25 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     lock = dsub.add_parser("lock", help="re-lock at a new HF revision (online; rewrites lock and snapshot)")
     lock.add_argument("--revision", required=True, help="Hugging Face dataset revision (commit sha)")
 
-    images = sub.add_parser("images", help="container images")
-    isub = images.add_subparsers(dest="action", required=True)
-    fixtures = isub.add_parser(
-        "fixtures", help="build the bundled fixture instance images (docker or podman)"
-    )
-    fixtures.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    pull = isub.add_parser("pull", help="pull (or check) every instance image a grid needs; record digests")
-    pull.add_argument("-m", dest="grid", required=True, help="grid (mark expression), as for pytest evals")
-    prune = isub.add_parser("prune", help="remove the namespace's instance images no case of the grid needs")
-    prune.add_argument(
-        "--keep-grid", dest="grid", required=True, help="grid (mark expression) whose images stay"
-    )
-    prune.add_argument("--dry-run", action="store_true", help="list what would be removed")
-    for action in (pull, prune):
-        action.add_argument(
-            "--image-namespace", default="swebench", help="as for pytest evals (default swebench)"
-        )
-        action.add_argument("--models", default=None, help="ID[,ID...]: replace every grid's model set")
-    pull.add_argument("--runs-dir", type=Path, default=None, help="where images.json goes (default: runs/)")
+    _images_parser(sub)
 
     models = sub.add_parser("models", help="the model catalog against the providers")
     msub = models.add_subparsers(dest="action", required=True)
@@ -83,6 +65,29 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("run_dir", type=Path, help="runs/<run_id>")
     board.add_argument("--version", default=None, help="v0..v3 (config/leaderboard_columns.yaml; default v3)")
     return parser
+
+
+def _images_parser(sub) -> None:
+    """`images fixtures | pull | prune`."""
+    images = sub.add_parser("images", help="container images")
+    isub = images.add_subparsers(dest="action", required=True)
+    fixtures = isub.add_parser(
+        "fixtures", help="build the bundled fixture instance images (docker or podman)"
+    )
+    fixtures.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    pull = isub.add_parser("pull", help="pull (or check) every instance image a grid needs; record digests")
+    pull.add_argument("-m", dest="grid", required=True, help="grid (mark expression), as for pytest evals")
+    prune = isub.add_parser("prune", help="remove the namespace's instance images no case of the grid needs")
+    prune.add_argument(
+        "--keep-grid", dest="grid", required=True, help="grid (mark expression) whose images stay"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    for action in (pull, prune):
+        action.add_argument(
+            "--image-namespace", default="swebench", help="as for pytest evals (default swebench)"
+        )
+        action.add_argument("--models", default=None, help="ID[,ID...]: replace every grid's model set")
+    pull.add_argument("--runs-dir", type=Path, default=None, help="where images.json goes (default: runs/)")
 
 
 def _dataset(args: argparse.Namespace, root: Path, config_dir: Path) -> str:

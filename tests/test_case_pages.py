@@ -217,3 +217,15 @@ def test_instance_and_repo_pages_put_cases_side_by_side(tmp_path):
     assert 'href="instance-inst__x-1.html"' in case and 'href="repo-owner__x.html"' in case
     assert 'href="../cases/b-inst__x-1-a1.json"' in case
     assert "No trajectory" in case and "FAIL_TO_PASS (0/1 pass)" in case
+
+
+def test_past_the_page_budget_outputs_keep_only_their_first_and_last_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(pagekit, "PAGE_BUDGET_CHARS", 100_000)
+    _, page = _render_time(tmp_path, 40)  # about 10 kB of output per step
+    sizes = [len(m["extra"]["raw_output"]) for m in _synthetic(40)["messages"] if m["role"] == "tool"]
+    whole = sum(1 for n in range(40) if sum(sizes[: n + 1]) <= 100_000)
+    assert 5 < whole < 40
+    assert page.count("<details><summary>whole output") == whole
+    assert page.count("in the raw file: this page is already large") == 40 - whole
+    assert "step 39 output line 0 " in page and "step 39 output line 149 " in page  # first and last lines
+    assert "step 39 output line 75 " not in page

@@ -71,8 +71,8 @@ class ProgressState:
 
     def line(self, budget: dict[str, Any] | None, now: float) -> str:
         models = " ".join(f"{m} {r}/{n}" for m, (r, n) in self.per_model.items()) or "-"
-        parts = [f"{self.done}/{self.total} cases", f"{self.running} running" if self.running else "",
-                 f"resolved {models}", f"infra errors {self.infra_errors}", _spend(self, budget or {}), self.eta(now)]  # fmt: skip
+        parts = [f"{self.done}/{self.total} cases", self.eta(now), f"{self.running} running" if self.running else "",
+                 f"resolved {models}", f"infra errors {self.infra_errors}", _spend(self, budget or {})]  # fmt: skip
         return " | ".join(p for p in parts if p)
 
 
