@@ -1,4 +1,4 @@
-"""`python -m harness ...`: dataset lock and verify, fixture images, leaderboard rebuild.
+"""`python -m harness ...`: dataset lock and verify, instance images (fixtures, pull, prune), leaderboard rebuild.
 
 User errors (HarnessError) print one line and exit 2; nothing here prints a traceback for them.
 """
@@ -25,12 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     lock = dsub.add_parser("lock", help="re-lock at a new HF revision (online; rewrites lock and snapshot)")
     lock.add_argument("--revision", required=True, help="Hugging Face dataset revision (commit sha)")
 
-    images = sub.add_parser("images", help="container images")
-    isub = images.add_subparsers(dest="action", required=True)
-    fixtures = isub.add_parser(
-        "fixtures", help="build the bundled fixture instance images (docker or podman)"
-    )
-    fixtures.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    _images_parser(sub)
 
     models = sub.add_parser("models", help="the model catalog against the providers")
     msub = models.add_subparsers(dest="action", required=True)
@@ -72,6 +67,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _images_parser(sub) -> None:
+    """`images fixtures | pull | prune`."""
+    images = sub.add_parser("images", help="container images")
+    isub = images.add_subparsers(dest="action", required=True)
+    fixtures = isub.add_parser(
+        "fixtures", help="build the bundled fixture instance images (docker or podman)"
+    )
+    fixtures.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    pull = isub.add_parser("pull", help="pull (or check) every instance image a grid needs; record digests")
+    pull.add_argument("-m", dest="grid", required=True, help="grid (mark expression), as for pytest evals")
+    prune = isub.add_parser("prune", help="remove the namespace's instance images no case of the grid needs")
+    prune.add_argument(
+        "--keep-grid", dest="grid", required=True, help="grid (mark expression) whose images stay"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    for action in (pull, prune):
+        action.add_argument(
+            "--image-namespace", default="swebench", help="as for pytest evals (default swebench)"
+        )
+        action.add_argument("--models", default=None, help="ID[,ID...]: replace every grid's model set")
+    pull.add_argument("--runs-dir", type=Path, default=None, help="where images.json goes (default: runs/)")
+
+
 def _dataset(args: argparse.Namespace, root: Path, config_dir: Path) -> str:
     from harness.infra.dataset import lock_command, verify_command
 
@@ -79,6 +97,65 @@ def _dataset(args: argparse.Namespace, root: Path, config_dir: Path) -> str:
     if args.action == "verify":
         return verify_command(root, lock_path)
     return lock_command(root, lock_path, args.revision)
+
+
+def _grid_images(args: argparse.Namespace, config_dir: Path, *, every_model: bool):
+    """(grid cases, ImageNeeds) of `-m`/`--keep-grid`; every_model: as if every case needed its image."""
+    from harness.config import HarnessConfig
+    from harness.infra.images import images_for
+    from harness.run.grid import build_grid, cases_selected_by
+
+    cfg = HarnessConfig(config_dir)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    cases = cases_selected_by(args.grid, build_grid(cfg, models=models))
+    if not cases:
+        raise HarnessError(
+            f"-m {args.grid!r} selects no case; use a grid of config/sweagent.yaml (demo, i0, i1, ...)"
+        )
+    kind = (lambda m: "gold") if every_model else (lambda m: cfg.catalog.get(m).kind)
+    return cases, images_for(cases, args.image_namespace, kind, cfg.agent.agent.backend)
+
+
+def _images_pull(args: argparse.Namespace, root: Path, config_dir: Path) -> tuple[str, int]:
+    from harness.infra.containers import detect_runtime
+    from harness.infra.images import local_images, make_ready, normal_name, record_digests, space_lines
+
+    cases, needs = _grid_images(args, config_dir, every_model=False)
+    runtime = detect_runtime()
+    runtime.export_env()
+    have = local_images(runtime)
+    missing = [n for n in needs if normal_name(n.image) not in have]
+    print(f"grid {args.grid}: {len(needs)} instance image(s) for {len(cases)} case(s); "
+          f"{len(needs) - len(missing)} present, {len(missing)} missing", flush=True)  # fmt: skip
+    print("\n".join(space_lines(runtime, needs, have)), flush=True)
+    if any(n.fixture for n in missing):
+        print(_images(argparse.Namespace(force=False)), flush=True)
+    report = make_ready(runtime, needs, stop_at_failure=False)
+    lines = [f"failed {image}: {why}" for image, why in report.failed.items()]
+    written = record_digests((args.runs_dir or root / "runs").resolve(), runtime, report.details)
+    lines.append(f"ready: {len(report.present) + len(report.pulled)}/{len(needs)} (pulled {len(report.pulled)}); "
+                 f"digests in {written}")  # fmt: skip
+    if report.failed:
+        lines.append(
+            "pull them where the registry is reachable, or use --image-namespace with a mirror that has them"
+        )
+    return "\n".join(lines), int(bool(report.failed))
+
+
+def _images_prune(args: argparse.Namespace, config_dir: Path) -> str:
+    import shutil
+
+    from harness.infra.containers import detect_runtime
+    from harness.infra.images import gb, prune, store_path
+
+    _, needs = _grid_images(args, config_dir, every_model=True)
+    runtime = detect_runtime()
+    removed, listed = prune(runtime, {n.image for n in needs}, args.image_namespace, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    store = store_path(runtime)
+    lines = [f"{verb} {len(removed)} {args.image_namespace}/ instance image(s) not in {args.grid} ({gb(listed)} listed; "
+             f"shared layers stay while another image uses them); kept {len(needs)}; {gb(shutil.disk_usage(store).free)} free in {store}"]  # fmt: skip
+    return "\n".join(lines + [f"  {image}" for image in removed])
 
 
 def _images(args: argparse.Namespace) -> str:
@@ -174,12 +251,29 @@ def _leaderboard(args: argparse.Namespace, config_dir: Path) -> str:
         rows = build_leaderboard(
             paths, version=args.version, records=records, columns_file=config_dir / "leaderboard_columns.yaml"
         )
+        _views(paths, config_dir, records)
     notes = "".join(f"\nunreadable record left in place (not counted): {p}" for p in unreadable)
     return (
         format_table(rows)
         + f"\nwritten: {paths.leaderboard_csv}, {paths.runs_dir / 'leaderboard.csv'}"
         + notes
     )
+
+
+def _views(paths, config_dir: Path, records) -> None:
+    """Case, instance and repository pages and the memo, as the end of the run wrote them."""
+    import json
+
+    from harness.config import HarnessConfig
+    from harness.run.finish import load_compare_run, write_views
+
+    manifest = json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {}
+    other = manifest.get("compare_to")
+    try:
+        compare = (other, load_compare_run(paths.runs_dir, other)) if other else None
+    except (HarnessError, OSError):
+        compare = None
+    write_views(paths, HarnessConfig(config_dir), records, compare)  # type: ignore[arg-type]
 
 
 def _calibrate(args: argparse.Namespace, root: Path, config_dir: Path) -> tuple[str, int]:
@@ -214,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "dataset":
             out = _dataset(args, root, config_dir)
+        elif args.command == "images" and args.action == "pull":
+            out, code = _images_pull(args, root, config_dir)
+            print(out)
+            return code
+        elif args.command == "images" and args.action == "prune":
+            out = _images_prune(args, config_dir)
         elif args.command == "images":
             out = _images(args)
         elif args.command == "models":

@@ -6,6 +6,7 @@ Real containers, the official evaluator, mini-swe-agent over real HTTP to the sc
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -173,3 +174,96 @@ def test_resume_reruns_infra_errors_only(demo_run):
     assert len(list(records_dir.glob("*.json"))) == 9
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert len(manifest["resumes"]) == 1
+
+
+def test_the_progress_line_shows_cases_resolved_spend_and_eta(demo_run):
+    done, _, _ = demo_run
+    lines = [line for line in done.stdout.splitlines() if line.startswith("swebench-harness: progress ")]
+    assert lines and lines[0].startswith("swebench-harness: progress 1/9 cases") and "ETA" in lines[0]
+    last = lines[-1]
+    assert last.startswith("swebench-harness: progress 9/9 cases") and "done in" in last
+    for part in ("gold 3/3", "scripted 2/3", "empty 0/3", "infra errors 0", "LLM calls 14", "of $5"):
+        assert part in last, last
+
+
+def test_records_name_the_image_digest_they_ran_on(demo_run, runtime):
+    _, run_dir, _ = demo_run
+    records = _records(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for rec in records.values():
+        image = rec["dataset"]["image"]
+        if rec["model_id"] == "empty":  # no container, nothing evaluated
+            assert rec["image_digest"] is None
+            continue
+        digest = runtime.run("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+        assert rec["image_digest"] == digest and manifest["images"][image] == [digest]
+
+
+def _chromium_dom(html, tmp_path, *args):
+    from tests.test_report import _chromium, _page_errors
+
+    run = _chromium(html, tmp_path, *args)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _page_errors(html, run.stdout, run.stderr) == []
+    return run.stdout
+
+
+def _clicking(page, run_dir, tmp_path, selector: str):
+    """A copy of `page` whose links resolve in the run folder and whose script clicks the first `selector`."""
+    html = page.read_text().replace("<head>", f'<head><base href="{run_dir.as_uri()}/">', 1)
+    click = f"<script>document.querySelector({json.dumps(selector)}).click();</script></body>"
+    target = tmp_path / f"click-{len(list(tmp_path.glob('click-*')))}.html"
+    target.write_text(html.replace("</body>", click))
+    return target
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/usr/bin/chromium")
+    and os.environ.get("CI") != "true",  # in CI a missing browser fails
+    reason="no /usr/bin/chromium (make browser)",
+)
+def test_case_pages_in_a_browser_and_click_through_from_the_leaderboard(demo_run, tmp_path):
+    import re
+    import shutil
+    from html import unescape
+
+    from tests.test_report import _chromium
+
+    _, run_dir, _ = demo_run
+    case_id = "scripted-fixtures__calc-1-a1"
+    rec = _records(run_dir)[case_id]
+    traj = json.loads((run_dir / rec["artifacts"]["trajectory"]).read_text())
+    commands = [
+        a["command"] for m in traj["messages"] if m["role"] == "assistant" for a in m["extra"]["actions"]
+    ]
+    added = [
+        line for line in rec["patch"].splitlines() if line.startswith("+") and not line.startswith("+++")
+    ]
+    assert len(list((run_dir / "pages").glob("case-*.html"))) == 9
+    assert (run_dir / "memo.md").read_text().startswith("# Validation memo: run e2e-demo")
+
+    page = run_dir / "pages" / f"case-{case_id}.html"
+    dom = _chromium_dom(page, tmp_path, "--dump-dom")
+    text = unescape(re.sub(r"<[^>]+>", "", dom))
+    assert len(commands) == 5 and all(command in text for command in commands)
+    assert all(line in text for line in added) and dom.count('<span class="a">') == len(added)
+    assert "FAIL_TO_PASS (1/1 pass)" in text and "mean() of an empty list raises ZeroDivisionError" in text
+
+    board = run_dir / "leaderboard.html"
+    first_h2 = re.search(r"<h2>([^<]+)</h2>", board.read_text()).group(1)
+    assert first_h2 == "Validation memo"
+    clicked = _chromium_dom(
+        _clicking(board, run_dir, tmp_path, f'a[href="pages/case-{case_id}.html"]'), tmp_path, "--dump-dom"
+    )
+    assert f"<title>{case_id} \u00b7 resolved</title>" in clicked and commands[0] in unescape(clicked)
+    heat = _chromium_dom(_clicking(board, run_dir, tmp_path, ".heat td a"), tmp_path, "--dump-dom")
+    assert "<title>fixtures/calc: cases</title>" in heat and f'href="case-{case_id}.html"' in heat
+    compare = _chromium_dom(
+        _clicking(page, run_dir / "pages", tmp_path, 'a[href^="instance-"]'), tmp_path, "--dump-dom"
+    )
+    assert "Side by side" in compare and compare.count('<span class="badge b-resolved">') >= 2
+
+    shot = tmp_path / "case-page.png"
+    run = _chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1300,2400")
+    assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
+    shutil.copyfile(shot, "/tmp/harness-case-page.png")

@@ -9,6 +9,7 @@ No run state lives in this module.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,12 @@ import pytest
 from harness.errors import CaseInfraError, HarnessError
 from harness.outcomes import Outcome
 from harness.plugin.options import add_options, cap_workers, is_eval_session, run_options
+from harness.plugin.progress import CASE_PROP, ProgressReporter
 from harness.plugin.reporting import gates_to_junit, redact_pytest_output, redact_report
 from harness.results.records import CaseRecord
 from harness.run.grid import Case
 from harness.run.lifecycle import CaseClock, EvalRun
 
-CASE_PROP = "harness_case"
 _CASE_ID = re.compile(r"test_swebench\[(.+)\]$")
 RUN_KEY = pytest.StashKey[EvalRun]()
 
@@ -49,9 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.showcapture = "no"  # agent and evaluator logs live in each case's artifacts
     worker_input = getattr(config, "workerinput", None)
     try:
-        run = EvalRun(
-            run_options(config), worker_run_id=worker_input["harness_run_id"] if worker_input else None
-        )
+        options = replace(run_options(config), keywordexpr=config.option.keyword or "")
+        run = EvalRun(options, worker_run_id=worker_input["harness_run_id"] if worker_input else None)
         if run.is_controller and not config.option.collectonly:
             run.start()
             workers = getattr(config.option, "numprocesses", None)
@@ -61,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = run
     if run.started:
         config.pluginmanager.register(RunHooks(run), "swebench-harness-run")
+        config.pluginmanager.register(ProgressReporter(run.budget_summary), "swebench-harness-progress")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -133,6 +134,7 @@ def _case_properties(record: CaseRecord) -> dict[str, object]:
     return {
         CASE_PROP: record.case_id,
         "run_id": record.run_id,
+        "model_id": record.model_id,
         "outcome": str(record.outcome),
         "outcome_class": record.outcome_class,
         "agent_wall_s": record.agent_wall_s,
@@ -140,6 +142,9 @@ def _case_properties(record: CaseRecord) -> dict[str, object]:
         "eval_wall_s": record.eval_wall_s,
         "patch_sha256": record.patch_sha256,
         "infra_retries": record.infra_retries,
+        "llm_calls": record.telemetry.calls,
+        "cost_usd": "" if record.telemetry.cost_usd is None else record.telemetry.cost_usd,
+        "image_digest": record.image_digest or "",
     }
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from harness.results import html_pairwise
+from harness.results import html_pairwise, pagekit
 from harness.results.records import CaseRecord
 
 Row = dict[str, Any]
@@ -284,7 +284,8 @@ def _heat_cell(row: Row, repo: str) -> str:
     bg = "".join(f"{round(a + (b - a) * rate):02x}" for a, b in ((247, 8), (251, 81), (255, 156)))
     tip = _e(f"{_label(row)} on {repo}: {cell.get('resolved')}/{cell['cases']}")
     style = f"background:#{bg};color:{'#fff' if rate > 0.55 else '#222'}"
-    return f'<td style="{style}" title="{tip}">{_pct(rate, 0)}<small>{_e(cell.get("resolved"))}/{_e(cell["cases"])}</small></td>'
+    link = f'<a style="color:inherit" href="{_e(quote(pagekit.repo_page(repo)))}#{_anchor(row.get("model"), row.get("agent_backend"))}">'
+    return f'<td style="{style}" title="{tip}">{link}{_pct(rate, 0)}<small>{_e(cell.get("resolved"))}/{_e(cell["cases"])}</small></a></td>'
 
 
 def _heatmap(rows: list[Row]) -> str:
@@ -311,9 +312,10 @@ def _href(path: str, run_dir: Path | None) -> str:
 def _case_row(rec: CaseRecord, run_dir: Path | None) -> str:
     traj = rec.artifacts.get("trajectory")
     traj_link = f'<a href="{_href(traj, run_dir)}">trajectory</a>' if traj else "\u2013"
-    case_link = f'<a href="{_href(f"cases/{rec.case_id}.json", None)}">{_e(rec.case_id)}</a>'
+    case_link = f'<a href="{_href(pagekit.case_page(rec.case_id), None)}">{_e(rec.case_id)}</a>'
+    record = f'<a href="{_href(f"cases/{rec.case_id}.json", None)}">record</a> \u00b7 <a href="{_href(pagekit.instance_page(rec.instance_id), None)}">all models</a>'
     outcome = f'<td class="l o-{_e(rec.outcome)}">{_e(rec.outcome)}</td>'
-    return f'<tr><td class="l">{case_link}</td>{outcome}<td class="l">{_e(rec.outcome_class)}</td><td class="l">{traj_link}</td></tr>'
+    return f'<tr><td class="l">{case_link}</td>{outcome}<td class="l">{_e(rec.outcome_class)}</td><td class="l">{traj_link}</td><td class="l">{record}</td></tr>'
 
 
 def _cases(rows: list[Row], records: list[CaseRecord], run_dir: Path | None) -> str:
@@ -323,7 +325,7 @@ def _cases(rows: list[Row], records: list[CaseRecord], run_dir: Path | None) -> 
     }
     for rec in records:
         groups.setdefault((rec.model_id, rec.agent_backend), []).append(rec)
-    head = "".join(f'<th class="l">{h}</th>' for h in ("case", "outcome", "class", "trajectory"))
+    head = "".join(f'<th class="l">{h}</th>' for h in ("case", "outcome", "class", "trajectory", "links"))
     out = []
     for (model, backend), recs in groups.items():
         counts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r.outcome for r in recs).items()))

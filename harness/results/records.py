@@ -94,6 +94,9 @@ class CaseRecord(BaseModel):
     """On a hit: <run id>/<case id> of the evaluation whose report was reused."""
     test_exit_status: int | None = None
     """Exit status of the evaluator's test command (None: not evaluated, or not recorded)."""
+    image_digest: str | None = None
+    """Content digest (image id) of the instance image the case ran on; None when it used none (skipped,
+    the no-patch baseline) or the image was not there to inspect."""
     evaluator_report: dict[str, Any] | None = None
     errors: list[dict[str, str]] = []
     versions: dict[str, str] = {}

@@ -6,12 +6,14 @@ afterwards, the case's outcome is on disk.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import UTC, datetime
 
 from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for
 from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
 from harness.config.catalog import missing_key, provider_settings
+from harness.errors import HarnessError
 from harness.infra.containers import instance_image_name
 from harness.infra.secrets import redact_json, redact_tree
 from harness.outcomes import SKIP_CLASSES, Outcome, OutcomeClass
@@ -186,6 +188,7 @@ def save_record(
             **ctx.dataset_info.get(case.split, {}),
             "image": instance_image_name(case.instance_id, namespace),
         },
+        image_digest=_image_digest(ctx, case, model, namespace, fields),
         config_hash=ctx.config_hash,
         model_settings=dict(model.model_kwargs),
         infra_retries=infra_retries,
@@ -242,6 +245,18 @@ def set_aside(path, suffix: str) -> None:
     """Keep an earlier try's files next to the case's (nothing recorded is deleted)."""
     if path.exists():
         path.rename(path.with_name(f"{path.name}.{suffix}-{time.time_ns()}"))
+
+
+def _image_digest(ctx: RunContext, case: Case, model: ModelEntry, namespace: str, fields: dict) -> str | None:
+    """The digest of the instance image the case ran on (None when it started no container, or was skipped)."""
+    from harness.infra.images import needs_image
+
+    if fields.get("outcome") == Outcome.SKIPPED or not needs_image(model.kind, ctx.backend):
+        return None
+    try:
+        return ctx.image_digest(instance_image_name(case.instance_id, namespace))
+    except (HarnessError, OSError, subprocess.SubprocessError):  # no runtime any more: the record still lands
+        return None
 
 
 def _rounded(value: float | None) -> float | None:

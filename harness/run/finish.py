@@ -1,4 +1,4 @@
-"""The end of a run, in the controller: predictions, leaderboard, gates, manifest, redaction.
+"""The end of a run, in the controller: predictions, leaderboard, gates, manifest, case pages, memo, redaction.
 
 Kept out of the pytest plugin so it can be tested and re-run without pytest
 (`python -m harness leaderboard` / `gates` call the same functions).
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import HarnessConfig
+from harness.errors import HarnessError
 from harness.infra.containers import Runtime, remove_labelled_containers
 from harness.infra.secrets import redact_tree
 from harness.outcomes import Outcome
@@ -52,6 +53,7 @@ def finish_run(
     compare_to: list[CaseRecord] | None = None,
     budget: dict | None = None,
     runtime: Runtime | None = None,
+    compare_to_id: str | None = None,
 ) -> RunSummary:
     leftovers = remove_labelled_containers(runtime, paths.run_id) if runtime else 0
     unreadable: list[Path] = []
@@ -78,14 +80,63 @@ def finish_run(
             "gates": [asdict(g) for g in gates],
             "leftover_containers_removed": leftovers,
             "cpu_harness_samples": cpu_harness_samples or [],
+            "images": record_images(records),
+            "compare_to": compare_to_id,
         },
     )
+    compare = (compare_to_id or "", compare_to) if compare_to is not None else None
+    write_views(paths, cfg, records, compare)
     redact_tree(paths.root)  # what others wrote (SWE-agent, the evaluator); ours was redacted before writing
     skips: dict[str, int] = {}
     for rec in records:
         if rec.outcome == Outcome.SKIPPED:
             skips[rec.outcome_class] = skips.get(rec.outcome_class, 0) + 1
     return RunSummary(records, rows, gates, skips, unreadable)
+
+
+def record_images(records: list[CaseRecord]) -> dict[str, list[str]]:
+    """Instance image -> the digests its cases ran on (more than one: the image changed during the run)."""
+    found: dict[str, set[str]] = {}
+    for rec in records:
+        if rec.image_digest:
+            found.setdefault(rec.dataset.get("image", ""), set()).add(rec.image_digest)
+    return {image: sorted(digests) for image, digests in sorted(found.items())}
+
+
+def problem_statements(cfg: HarnessConfig, records: list[CaseRecord]) -> dict[str, str]:
+    """Instance id -> problem statement, for the case pages: bundled fixtures, else the locked snapshot."""
+    from harness.demo.fixtures import FIXTURES
+    from harness.infra.dataset import load_lock, load_split
+
+    found = {f.instance_id: f.problem_statement for f in FIXTURES}
+    for split in sorted({r.split for r in records if r.split != "fixtures"}):
+        try:
+            rows = load_split(load_lock(cfg.lock_path), split, cfg.root, source="snapshot").rows
+        except HarnessError:
+            continue  # the pages fall back to the task given to the agent
+        found |= {i: str(row.get("problem_statement", "")) for i, row in rows.items()}
+    return found
+
+
+def write_views(
+    paths: RunPaths,
+    cfg: HarnessConfig,
+    records: list[CaseRecord],
+    compare: tuple[str, list[CaseRecord]] | None = None,
+) -> None:
+    """A page per case, per instance and per repository, and the validation memo (memo.md and the first
+    section of leaderboard.html, which must exist already); the manifest is read for gates and versions."""
+    import json
+
+    from harness.results.case_page import write_case_pages
+    from harness.results.compare_pages import write_compare_pages
+    from harness.results.memo import write_memo
+
+    problems = problem_statements(cfg, records)
+    write_case_pages(paths, records, problems)
+    write_compare_pages(paths, records, problems)
+    manifest = json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {}
+    write_memo(paths, records, manifest, compare)
 
 
 SKIP_HINTS = {

@@ -61,6 +61,8 @@ class RunOptions:
     compare_to: str | None = None
     no_gates: bool = False
     markexpr: str = ""
+    keywordexpr: str = ""
+    """-k: with -m and --resume, which cases run (the image check before the run looks at those only)."""
     argv: tuple[str, ...] = ()
     collect_only: bool = False
 
@@ -129,6 +131,7 @@ class EvalRun:
         self._runtime: Runtime | None = None
         self._owner: IO[str] | None = None
         """The run's owner lock (harness.run.start.claim_run), held until this process exits."""
+        self._ledger = None
 
     # -- start (controller) -------------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class EvalRun:
         from harness.run.start import check_dataset, open_run, preflight_lines
 
         notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
+        notes += self.check_images()
         try:
             self._runtime, opened, self._owner = open_run(
                 self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
@@ -152,6 +156,32 @@ class EvalRun:
         self._sampler = CpuSampler()
         self._sampler.start()
         self.started = True
+
+    def image_needs(self, cases: list[Case]):
+        """The instance images `cases` need (harness.infra.images.ImageNeed), in this run's namespace."""
+        from harness.infra.images import images_for
+
+        kind = self.cfg.catalog.get
+        return images_for(cases, self.options.image_namespace, lambda m: kind(m).kind, self.backend)
+
+    def check_images(self) -> list[str]:
+        """Before any case: the images of the cases that will run (-m, -k, --resume; not the ones skipped for
+        quarantine or a missing key) are present or pulled, else one HarnessError line says which and how."""
+        from harness.config.catalog import missing_key
+        from harness.infra.containers import detect_runtime
+        from harness.infra.images import check_before_run
+
+        quarantined = set() if self.options.include_quarantined else set(self.cfg.quarantined())
+        done = self.finished_case_ids()
+        cases = [
+            c
+            for c in keyword_selected(self.options.keywordexpr, self.selected)
+            if c.instance_id not in quarantined
+            and c.case_id not in done
+            and not missing_key(self.cfg.catalog, self.cfg.catalog.get(c.model_id))
+        ]
+        hint = f"-m {self.options.markexpr}" if self.options.markexpr else "-m GRID"
+        return check_before_run(detect_runtime, self.image_needs(cases), hint)
 
     def estimate_lines(self, case_ids: set[str]) -> list[str]:
         """The pre-flight cost estimate of the cases pytest will run (after -m, -k and --resume)."""
@@ -224,7 +254,6 @@ class EvalRun:
         """Records -> predictions, leaderboard, gates, manifest; a HarnessError here is kept as end_error."""
         if not self.started:
             return
-        from harness.run.context import open_ledger
         from harness.run.finish import finish_run, load_compare_run
 
         samples = self._sampler.stop() if self._sampler else []
@@ -237,8 +266,9 @@ class EvalRun:
                 cpu_harness_samples=self._sampler.harness_samples if self._sampler else [],
                 exitstatus=exitstatus,
                 compare_to=load_compare_run(self.paths.runs_dir, self.options.compare_to),
-                budget=open_ledger(self.cfg, self.paths.runs_dir, self.run_id).summary(),
+                budget=self.budget_summary(),
                 runtime=self._runtime,
+                compare_to_id=self.options.compare_to,
             )
         except HarnessError as e:
             self.end_error = str(e)
@@ -247,6 +277,14 @@ class EvalRun:
                 f"cannot write {e.filename or self.paths.root} ({e.strerror or e}); free space, then rebuild "
                 f"the leaderboard with `python -m harness leaderboard {self.paths.root}`"
             )
+
+    def budget_summary(self) -> dict:
+        """The budget ledger's figures for this run (LLM calls, USD, daily quotas): live progress reads it."""
+        from harness.run.context import open_ledger
+
+        if self._ledger is None:
+            self._ledger = open_ledger(self.cfg, self.paths.runs_dir, self.run_id)
+        return self._ledger.summary()
 
     def exit_status(self, pytest_status: int) -> int:
         """Unresolved cases are results, not a failed run: the gates decide (1 = tests failed, 4 = usage)."""
@@ -291,6 +329,29 @@ def _check_numbers(options: RunOptions, configured_eval_workers: int) -> None:
 
 
 LLM_KINDS = ("scripted", "litellm")
+
+
+def keyword_selected(keywordexpr: str, cases: list[Case]) -> list[Case]:
+    """The cases `-k` keeps, matched as pytest matches an item of evals/test_swebench.py: a case-insensitive
+    substring of its names (folder, module, `test_swebench[<case id>]`) or marks (grids, timeout).
+    (Belongs next to cases_selected_by in harness.run.grid.)"""
+    from _pytest.mark.expression import Expression
+
+    try:
+        expression = Expression.compile(keywordexpr) if keywordexpr.strip() else None
+    except SyntaxError:
+        expression = None  # pytest reports the bad expression itself
+    if expression is None:
+        return list(cases)
+
+    def kept(c: Case) -> bool:
+        names = [
+            n.lower()
+            for n in ("evals", "test_swebench.py", f"test_swebench[{c.case_id}]", "timeout", *c.grids)
+        ]
+        return expression.evaluate(lambda sub, /, **kw: any(sub.lower() in n for n in names))
+
+    return [c for c in cases if kept(c)]
 
 
 def _warm_llm_imports() -> None:
