@@ -75,7 +75,7 @@ def test_a_sentinel_key_never_lands_in_any_file(fixture_images, tmp_path):
 
 
 def test_a_daily_call_quota_hit_mid_run_skips_the_rest(fixture_images, tmp_path):
-    quota = 12
+    quota = 20  # 4 workers start 4 cases at once (at most 5 calls each): those finish, the rest hit the quota
 
     def catalog(data):
         data["providers"] = {"openai-compatible": {"calls_per_day": quota}}
