@@ -4,6 +4,8 @@ One SQLite file (WAL, busy_timeout 30 s, on a local disk: not NFS) is shared by 
 every pytest-xdist worker. Each operation is its own short transaction; `reserve_call` checks and
 reserves under `BEGIN IMMEDIATE`, one atomic step across processes. Connections open lazily per
 process (and thread) and never cross fork, so a `Ledger` built in the controller works in workers.
+`HARNESS_LEDGER_URL=postgresql://...` puts the same ledger, same SQL and same rules, in PostgreSQL for
+every machine of a sharded run (harness.infra.ledger_pg; `ledger_for` chooses).
 
 - calls_per_day: overshoot is zero. A reservation counts toward its provider's UTC-day quota whatever
   the outcome (failed calls and never-settled reservations count: providers count requests).
@@ -22,7 +24,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from harness.errors import BudgetExhausted, HarnessError
 BUSY_TIMEOUT_S = 30.0
 SETTLED_STATUSES = ("ok", "error")
 
+LEDGER_URL_ENV = "HARNESS_LEDGER_URL"
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, day TEXT NOT NULL,
@@ -46,6 +49,10 @@ _CALLS_ON_DAY = "SELECT COUNT(*) FROM calls WHERE provider = ? AND day = ?"
 _RUN_USD = "SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE run_id = ?"
 _CASE_USD = _RUN_USD + " AND case_id = ?"
 _UNKNOWN_COST = "SELECT COUNT(*) FROM calls WHERE run_id = ? AND status != 'reserved' AND cost_usd IS NULL"
+_RESERVE = (
+    "INSERT INTO calls (provider, day, run_id, case_id, reserved_at) VALUES (?, ?, ?, ?, ?) RETURNING id"
+)
+_RUN_CALLS = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'reserved' THEN 1 ELSE 0 END), 0) FROM calls WHERE run_id = ?"
 
 # One connection per (process, thread, file). A child of fork finds its parent's entries under the
 # parent's pid and leaves them alone: using or closing an inherited SQLite connection is unsafe.
@@ -76,11 +83,125 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _one(conn: sqlite3.Connection, sql: str, *args: Any) -> Any:
+def _one(conn: Any, sql: str, *args: Any) -> Any:
     return conn.execute(sql, args).fetchone()[0]
 
 
-class Ledger:
+class LedgerRules:
+    """Quotas and caps over a `calls` table, in SQL both SQLite and PostgreSQL run (`?` placeholders).
+
+    A store supplies `_tx(write)`: a transaction whose connection has `execute(sql, args)`; a write
+    transaction excludes every other writer of the ledger until it ends (check + reserve is one step).
+    """
+
+    run_id: str
+    limits: Limits
+    now: Callable[[], datetime]
+    location: str
+    """Where the ledger lives, for messages (a path, or a URL without its password)."""
+
+    def _tx(self, write: bool = False) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _day(self) -> str:
+        now = self.now()
+        return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
+
+    def _refusal(
+        self, conn: Any, provider: str | None, case_id: str | None, day: str
+    ) -> BudgetExhausted | None:
+        quota = self.limits.calls_per_day.get(provider) if provider is not None else None
+        if quota is not None and (used := _one(conn, _CALLS_ON_DAY, provider, day)) >= quota:
+            return BudgetExhausted(
+                f"calls-per-day:{provider}",
+                f"daily LLM call quota for provider {provider!r} is used up ({used}/{quota} on {day} UTC); "
+                f"wait for 00:00 UTC or raise calls_per_day[{provider!r}]",
+            )
+        cap = self.limits.usd_per_run
+        if cap is not None and (spent := _one(conn, _RUN_USD, self.run_id)) >= cap:
+            return BudgetExhausted(
+                "usd-per-run",
+                f"run {self.run_id!r} has spent ${spent:.4f} of its ${cap:.4f} budget; "
+                "raise usd_per_run to make more LLM calls",
+            )
+        cap = self.limits.usd_per_case if case_id is not None else None
+        if cap is not None and (spent := _one(conn, _CASE_USD, self.run_id, case_id)) >= cap:
+            return BudgetExhausted(
+                "usd-per-case",
+                f"case {case_id!r} has spent ${spent:.4f} of its ${cap:.4f} budget; "
+                "raise usd_per_case to make more LLM calls for it",
+            )
+        return None
+
+    def reserve_call(self, provider: str, case_id: str) -> int:
+        """Atomically check every budget and reserve one call; return its id or raise BudgetExhausted."""
+        day = self._day()
+        with self._tx(write=True) as conn:
+            refusal = self._refusal(conn, provider, case_id, day)
+            if refusal is not None:
+                raise refusal
+            return int(_one(conn, _RESERVE, provider, day, self.run_id, case_id, self.now().isoformat()))
+
+    def settle_call(self, call_id: int, *, cost_usd: float | None, status: str) -> None:
+        """Record a reserved call's outcome; cost_usd None = unknown price (0 USD toward caps, flagged)."""
+        if status not in SETTLED_STATUSES:
+            raise ValueError(f"status must be one of {SETTLED_STATUSES}, not {status!r}")
+        if cost_usd is not None and not (cost_usd >= 0 and not math.isinf(cost_usd)):
+            raise ValueError(f"cost_usd must be a non-negative number or None, not {cost_usd!r}")
+        with self._tx(write=True) as conn:
+            cur = conn.execute(
+                "UPDATE calls SET status = ?, cost_usd = ?, settled_at = ? WHERE id = ? AND status = 'reserved'",
+                (status, cost_usd, self.now().isoformat(), call_id),
+            )
+            if cur.rowcount != 1:
+                raise ValueError(f"call {call_id} is not a reserved (unsettled) call in {self.location}")
+
+    def calls_today(self, provider: str) -> int:
+        """Calls reserved today (UTC) for provider, by every run and process sharing the ledger."""
+        with self._tx() as conn:
+            return int(_one(conn, _CALLS_ON_DAY, provider, self._day()))
+
+    def spent_usd(self, run_id: str | None = None, case_id: str | None = None) -> float:
+        """Known USD spent by a run (default: this ledger's run), or by one case of it."""
+        run_id = run_id or self.run_id
+        with self._tx() as conn:
+            return float(
+                _one(conn, _RUN_USD, run_id) if case_id is None else _one(conn, _CASE_USD, run_id, case_id)
+            )
+
+    def unknown_cost_calls(self, run_id: str | None = None) -> int:
+        """Settled calls of a run (default: this one) whose price was unknown (counted as 0 USD)."""
+        with self._tx() as conn:
+            return int(_one(conn, _UNKNOWN_COST, run_id or self.run_id))
+
+    def exhausted(self, provider: str | None, case_id: str | None = None) -> str | None:
+        """The scope that would refuse a new call now (to skip a whole case up front), else None."""
+        with self._tx() as conn:
+            refusal = self._refusal(conn, provider, case_id, self._day())
+        return refusal.scope if refusal is not None else None
+
+    def summary(self, run_id: str | None = None) -> dict[str, Any]:
+        """Budget figures for the run manifest; calls_today counts every run sharing the ledger."""
+        run_id, day = run_id or self.run_id, self._day()
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT provider, COUNT(*) FROM calls WHERE day = ? GROUP BY provider", (day,)
+            )
+            calls_today = dict.fromkeys(self.limits.calls_per_day, 0) | {p: int(n) for p, n in rows}
+            run_calls, in_flight = conn.execute(_RUN_CALLS, (run_id,)).fetchone()
+            spent, unknown = float(_one(conn, _RUN_USD, run_id)), int(_one(conn, _UNKNOWN_COST, run_id))
+        return {
+            "day": day,
+            "calls_today": dict(sorted(calls_today.items())),
+            "run_calls": int(run_calls),
+            "in_flight_calls": int(in_flight),
+            "spent_usd": spent,
+            "unknown_cost_calls": unknown,
+            "limits": dataclasses.asdict(self.limits),
+        }
+
+
+class Ledger(LedgerRules):
     """The budget ledger of one run, in a SQLite file shared with other runs and processes.
 
     Picklable (it holds no connection), so it can be handed to spawned workers as well as forked ones.
@@ -90,6 +211,7 @@ class Ledger:
         self, path: Path, run_id: str, limits: Limits, *, now: Callable[[], datetime] = _utc_now
     ) -> None:
         self.path = Path(path).absolute()
+        self.location = str(self.path)
         self.run_id = run_id
         self.limits = limits
         self.now = now
@@ -129,109 +251,17 @@ class Ledger:
             raise
         conn.execute("COMMIT")
 
-    def _day(self) -> str:
-        now = self.now()
-        return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
 
-    def _refusal(
-        self, conn: sqlite3.Connection, provider: str | None, case_id: str | None, day: str
-    ) -> BudgetExhausted | None:
-        quota = self.limits.calls_per_day.get(provider) if provider is not None else None
-        if quota is not None and (used := _one(conn, _CALLS_ON_DAY, provider, day)) >= quota:
-            return BudgetExhausted(
-                f"calls-per-day:{provider}",
-                f"daily LLM call quota for provider {provider!r} is used up ({used}/{quota} on {day} UTC); "
-                f"wait for 00:00 UTC or raise calls_per_day[{provider!r}]",
-            )
-        cap = self.limits.usd_per_run
-        if cap is not None and (spent := _one(conn, _RUN_USD, self.run_id)) >= cap:
-            return BudgetExhausted(
-                "usd-per-run",
-                f"run {self.run_id!r} has spent ${spent:.4f} of its ${cap:.4f} budget; "
-                "raise usd_per_run to make more LLM calls",
-            )
-        cap = self.limits.usd_per_case if case_id is not None else None
-        if cap is not None and (spent := _one(conn, _CASE_USD, self.run_id, case_id)) >= cap:
-            return BudgetExhausted(
-                "usd-per-case",
-                f"case {case_id!r} has spent ${spent:.4f} of its ${cap:.4f} budget; "
-                "raise usd_per_case to make more LLM calls for it",
-            )
-        return None
+def ledger_for(
+    path: Path, run_id: str, limits: Limits, *, environ: dict[str, str] | os._Environ = os.environ
+) -> LedgerRules:
+    """The PostgreSQL ledger named by HARNESS_LEDGER_URL (one for all machines), else the SQLite file `path`."""
+    url = environ.get(LEDGER_URL_ENV, "").strip()
+    if not url:
+        return Ledger(path, run_id, limits)
+    from harness.infra.ledger_pg import PostgresLedger
 
-    def reserve_call(self, provider: str, case_id: str) -> int:
-        """Atomically check every budget and reserve one call; return its id or raise BudgetExhausted."""
-        day = self._day()
-        with self._tx(write=True) as conn:
-            refusal = self._refusal(conn, provider, case_id, day)
-            if refusal is not None:
-                raise refusal
-            cur = conn.execute(
-                "INSERT INTO calls (provider, day, run_id, case_id, reserved_at) VALUES (?, ?, ?, ?, ?)",
-                (provider, day, self.run_id, case_id, self.now().isoformat()),
-            )
-            return int(cur.lastrowid or 0)
-
-    def settle_call(self, call_id: int, *, cost_usd: float | None, status: str) -> None:
-        """Record a reserved call's outcome; cost_usd None = unknown price (0 USD toward caps, flagged)."""
-        if status not in SETTLED_STATUSES:
-            raise ValueError(f"status must be one of {SETTLED_STATUSES}, not {status!r}")
-        if cost_usd is not None and not (cost_usd >= 0 and not math.isinf(cost_usd)):
-            raise ValueError(f"cost_usd must be a non-negative number or None, not {cost_usd!r}")
-        with self._tx(write=True) as conn:
-            cur = conn.execute(
-                "UPDATE calls SET status = ?, cost_usd = ?, settled_at = ? WHERE id = ? AND status = 'reserved'",
-                (status, cost_usd, self.now().isoformat(), call_id),
-            )
-            if cur.rowcount != 1:
-                raise ValueError(f"call {call_id} is not a reserved (unsettled) call in {self.path}")
-
-    def calls_today(self, provider: str) -> int:
-        """Calls reserved today (UTC) for provider, by every run and process sharing the ledger."""
-        with self._tx() as conn:
-            return int(_one(conn, _CALLS_ON_DAY, provider, self._day()))
-
-    def spent_usd(self, run_id: str | None = None, case_id: str | None = None) -> float:
-        """Known USD spent by a run (default: this ledger's run), or by one case of it."""
-        run_id = run_id or self.run_id
-        with self._tx() as conn:
-            return float(
-                _one(conn, _RUN_USD, run_id) if case_id is None else _one(conn, _CASE_USD, run_id, case_id)
-            )
-
-    def unknown_cost_calls(self, run_id: str | None = None) -> int:
-        """Settled calls of a run (default: this one) whose price was unknown (counted as 0 USD)."""
-        with self._tx() as conn:
-            return int(_one(conn, _UNKNOWN_COST, run_id or self.run_id))
-
-    def exhausted(self, provider: str | None, case_id: str | None = None) -> str | None:
-        """The scope that would refuse a new call now (to skip a whole case up front), else None."""
-        with self._tx() as conn:
-            refusal = self._refusal(conn, provider, case_id, self._day())
-        return refusal.scope if refusal is not None else None
-
-    def summary(self, run_id: str | None = None) -> dict[str, Any]:
-        """Budget figures for the run manifest; calls_today counts every run sharing the ledger."""
-        run_id, day = run_id or self.run_id, self._day()
-        with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT provider, COUNT(*) FROM calls WHERE day = ? GROUP BY provider", (day,)
-            )
-            calls_today = dict.fromkeys(self.limits.calls_per_day, 0) | {p: int(n) for p, n in rows}
-            run_calls, in_flight = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(status = 'reserved'), 0) FROM calls WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-            spent, unknown = float(_one(conn, _RUN_USD, run_id)), int(_one(conn, _UNKNOWN_COST, run_id))
-        return {
-            "day": day,
-            "calls_today": dict(sorted(calls_today.items())),
-            "run_calls": int(run_calls),
-            "in_flight_calls": int(in_flight),
-            "spent_usd": spent,
-            "unknown_cost_calls": unknown,
-            "limits": dataclasses.asdict(self.limits),
-        }
+    return PostgresLedger(url, run_id, limits)
 
 
 def estimate_cost(
