@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from harness.infra.containers import Runtime
     from harness.run.context import RunContext
     from harness.run.finish import RunSummary
+    from harness.run.shard import ShardPlan
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class RunOptions:
     markexpr: str = ""
     argv: tuple[str, ...] = ()
     collect_only: bool = False
+    shard: str | None = None
+    """K/N: run only the K-th of N shards of the selected cases (harness.run.shard)."""
+    eval_backend: str = "docker"
+    """docker (the official evaluator in a local container) or modal (swebench's modal_eval)."""
+    agent_env: str = "docker"
+    """docker (the instance container on this machine) or modal (SWE-ReX's ModalDeployment)."""
 
 
 @dataclass
@@ -99,11 +106,20 @@ class EvalRun:
             self.cfg, models=models, attempts=options.attempts, add_models=[m.id for m in predicted]
         )
         self.selected = cases_selected_by(options.markexpr, self.cases)
-        """The cases -m selects (-k is applied by pytest later; pre-flight counts these)."""
+        """The cases -m selects, narrowed by --shard (-k is applied by pytest later; pre-flight counts these)."""
         self.active_grids = grids_selected_by(options.markexpr, self.cases)
         check_instances(self.cfg)
         _check_numbers(options)
         self.backend = options.agent or self.cfg.agent.agent.backend
+        self.shard_plan = self._plan_shard()
+        if self.shard_plan is not None:
+            self.selected = self.shard_plan.cases
+        if not options.collect_only:
+            from harness.infra.modal import check_modal_options
+
+            check_modal_options(
+                options.eval_backend, options.agent_env, self.backend, self.selected, options.image_namespace
+            )
         if self.backend == "sweagent" and not options.collect_only:
             require_sweagent()
         if self.backend == "mini":
@@ -124,14 +140,21 @@ class EvalRun:
 
     def start(self) -> None:
         """Check the dataset, open the run folder (or resume it), pre-flight the models, sample the CPU."""
+        from harness.run.context import open_ledger
         from harness.run.start import check_dataset, open_run, preflight_lines
 
         notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
+        open_ledger(self.cfg, self.paths.runs_dir, self.run_id)  # a HARNESS_LEDGER_URL server must answer now
         self._runtime, opened = open_run(
             self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
         )
         check = self.options.check_models != "no"
         self.header = notes + opened + preflight_lines(self.cfg, self.selected, self.paths, check)
+        if self.shard_plan is not None:
+            from harness.run.shard import record_shard
+
+            self.header.append(self.shard_plan.note)
+            record_shard(self.paths, self.shard_plan)
         self._sampler = CpuSampler()
         self._sampler.start()
         self.started = True
@@ -157,6 +180,23 @@ class EvalRun:
         """Cases of a resumed run that already have a model outcome (deselected before anything runs)."""
         return finished_case_ids(self.paths) if self.options.resume else set()
 
+    def deselected_case_ids(self) -> set[str]:
+        """What pytest must not run: finished cases of a resumed run, and with --shard the other shards' cases."""
+        if self.shard_plan is None:
+            return self.finished_case_ids()
+        mine = {c.case_id for c in self.shard_plan.cases}
+        return self.finished_case_ids() | {c.case_id for c in self.cases if c.case_id not in mine}
+
+    def _plan_shard(self) -> ShardPlan | None:
+        if self.options.shard is None:
+            return None
+        from harness.run.shard import Shard, plan_shard
+
+        shard = Shard.parse(self.options.shard)
+        return plan_shard(
+            self.cfg, self.selected, shard, backend=self.backend, active_grids=self.active_grids
+        )
+
     # -- cases (every process) ----------------------------------------------------------------------
 
     def context(self) -> RunContext:
@@ -180,6 +220,8 @@ class EvalRun:
             strict_integrity=self.options.strict_integrity,
             include_quarantined=self.options.include_quarantined,
             eval_cache=self.options.eval_cache,
+            eval_backend=self.options.eval_backend,
+            agent_env=self.options.agent_env,
         )
 
     def run_case(self, ctx: RunContext, case: Case) -> CaseRecord:
