@@ -160,3 +160,18 @@ def test_cli_merge_refusal_is_one_error_line(tmp_path):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(
         "error: gold-x-1-a1: run s1 recorded resolved"
     )
+
+
+def test_shards_that_share_one_run_id_merge_by_folder(tmp_path):
+    """Shards of one grid may share a run id (one USD budget in a shared ledger): parts are told apart by folder."""
+    a = make_run(tmp_path / "shard-1", "i1-42", [rec("i1-42", "gold", "x-1")], "1/2")
+    b = make_run(tmp_path / "shard-2", "i1-42", [rec("i1-42", "gold", "x-2")], "2/2")
+    result = merge_runs([a, b], RunPaths(tmp_path, "i1-42"))
+    assert [(p["path"], p["case_ids"]) for p in result.parts] == [
+        (str(a.root), ["gold-x-1-a1"]),
+        (str(b.root), ["gold-x-2-a1"]),
+    ]
+    c = make_run(tmp_path / "shard-3", "i1-42", [rec("i1-42", "gold", "x-1", "unresolved")])
+    with pytest.raises(HarnessError) as exc:
+        merge_runs([a, c], RunPaths(tmp_path, "again"))
+    assert str(a.root) in str(exc.value) and str(c.root) in str(exc.value)

@@ -103,6 +103,15 @@ class LedgerRules:
     def _tx(self, write: bool = False) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
+    def _open(
+        self, location: str, run_id: str, limits: Limits, now: Callable[[], datetime], schema: tuple[str, ...]
+    ) -> None:
+        """Set the run and limits, create the table if it is not there yet (under the writer lock)."""
+        self.location, self.run_id, self.limits, self.now = location, run_id, limits, now
+        with self._tx(write=True) as conn:
+            for statement in schema:
+                conn.execute(statement)
+
     def _day(self) -> str:
         now = self.now()
         return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
@@ -211,13 +220,7 @@ class Ledger(LedgerRules):
         self, path: Path, run_id: str, limits: Limits, *, now: Callable[[], datetime] = _utc_now
     ) -> None:
         self.path = Path(path).absolute()
-        self.location = str(self.path)
-        self.run_id = run_id
-        self.limits = limits
-        self.now = now
-        with self._tx(write=True) as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
+        self._open(str(self.path), run_id, limits, now, _SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -77,13 +77,7 @@ class PostgresLedger(LedgerRules):
 
     def __init__(self, url: str, run_id: str, limits: Limits, *, now: Callable[[], datetime] = _utc_now):
         self.url = check_url(url)
-        self.location = safe_url(url)
-        self.run_id = run_id
-        self.limits = limits
-        self.now = now
-        with self._tx(write=True) as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
+        self._open(safe_url(url), run_id, limits, now, _SCHEMA)
 
     def _connect(self) -> Any:
         try:

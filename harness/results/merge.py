@@ -14,6 +14,8 @@ cases that were running when its process died, and a target folder that already 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.infra.secrets import redact_json
 from harness.results.records import (
     CaseRecord,
     RunPaths,
     load_records,
     stale_markers,
     write_json_atomic,
-    write_record,
 )
 
 
@@ -63,24 +65,31 @@ def _manifest(paths: RunPaths) -> dict[str, Any]:
     return json.loads(paths.manifest.read_text()) if paths.manifest.is_file() else {}
 
 
-def join_records(parts: list[RunPaths]) -> tuple[dict[str, tuple[CaseRecord, RunPaths]], int]:
-    """Every case once, with the part it comes from; a disagreement between parts is a HarnessError."""
-    chosen: dict[str, tuple[CaseRecord, RunPaths]] = {}
+def _labels(parts: list[RunPaths]) -> list[str]:
+    """How messages name each part: its run id, or its folder when shards share a run id (one ledger run)."""
+    ids = [p.run_id for p in parts]
+    return [p.run_id if ids.count(p.run_id) == 1 else str(p.root) for p in parts]
+
+
+def join_records(parts: list[RunPaths]) -> tuple[dict[str, tuple[CaseRecord, int]], int]:
+    """Every case once, with the index of the part it comes from; parts that disagree are a HarnessError."""
+    labels = _labels(parts)
+    chosen: dict[str, tuple[CaseRecord, int]] = {}
     config_hashes: dict[str, str] = {}
     duplicates = 0
-    for part in parts:
+    for index, part in enumerate(parts):
         for rec in _part_records(part):
             if rec.config_hash:
-                config_hashes.setdefault(rec.config_hash, part.run_id)
+                config_hashes.setdefault(rec.config_hash, labels[index])
             if rec.case_id not in chosen:
-                chosen[rec.case_id] = (rec, part)
+                chosen[rec.case_id] = (rec, index)
                 continue
             first, where = chosen[rec.case_id]
             if not _same(first, rec):
                 raise HarnessError(
-                    f"{rec.case_id}: run {where.run_id} recorded {first.outcome} ({first.outcome_class}) but run "
-                    f"{part.run_id} recorded {rec.outcome} ({rec.outcome_class}); merge refuses conflicting records: "
-                    "leave one of the runs out or re-run the case"
+                    f"{rec.case_id}: run {labels[where]} recorded {first.outcome} ({first.outcome_class}) but run "
+                    f"{labels[index]} recorded {rec.outcome} ({rec.outcome_class}); merge refuses conflicting "
+                    "records: leave one of the runs out or re-run the case"
                 )
             duplicates += 1
     if len(config_hashes) > 1:
@@ -92,13 +101,26 @@ def join_records(parts: list[RunPaths]) -> tuple[dict[str, tuple[CaseRecord, Run
     return chosen, duplicates
 
 
-def _copy_artifacts(part: RunPaths, into: RunPaths, case_id: str) -> None:
-    """The case's artifacts and any tries set aside next to them (<case_id>.infra-N-..., .interrupted-...)."""
-    if not part.artifacts.is_dir():
-        return
-    for src in [part.case_artifacts(case_id), *part.artifacts.glob(f"{case_id}.*")]:
-        if src.is_dir():
-            shutil.copytree(src, into.artifacts / src.name, dirs_exist_ok=True)
+SET_ASIDE = re.compile(r"^(?P<case>.+)\.(infra-\d+|interrupted)-\d+$")
+"""Earlier tries kept next to a case's artifacts (harness.run.case.set_aside)."""
+
+
+def _artifact_dirs(part: RunPaths) -> dict[str, list[str]]:
+    """Case id -> its artifact folders in `part` (its own and those set aside), listed once per part."""
+    found: dict[str, list[str]] = {}
+    if part.artifacts.is_dir():
+        for entry in os.scandir(part.artifacts):
+            if entry.is_dir():
+                match = SET_ASIDE.match(entry.name)
+                found.setdefault(match["case"] if match else entry.name, []).append(entry.name)
+    return found
+
+
+def _write_copy(into: RunPaths, record: CaseRecord) -> None:
+    """A merged record: redacted as write_record does; not fsynced one by one (merge_runs syncs once, then
+    writes the manifest last, so a merged folder with a manifest is complete)."""
+    path = into.record(record.case_id)
+    path.write_text(json.dumps(redact_json(record.model_dump(mode="json")), indent=2) + "\n")
 
 
 def _part_entry(part: RunPaths, case_ids: list[str]) -> dict[str, Any]:
@@ -124,14 +146,18 @@ def merge_runs(parts: list[RunPaths], into: RunPaths) -> MergeResult:
         raise HarnessError(f"--into {into.root}: already has records; name a new run folder")
     chosen, duplicates = join_records(parts)
     merged: list[CaseRecord] = []
-    by_part: dict[str, list[str]] = {p.run_id: [] for p in parts}
+    by_part: list[list[str]] = [[] for _ in parts]
+    artifacts = [_artifact_dirs(p) for p in parts]
+    into.cases.mkdir(parents=True, exist_ok=True)
     for case_id in sorted(chosen):
-        rec, part = chosen[case_id]
-        _copy_artifacts(part, into, case_id)
+        rec, index = chosen[case_id]
+        for name in artifacts[index].get(case_id, []):
+            shutil.copytree(parts[index].artifacts / name, into.artifacts / name, dirs_exist_ok=True)
         merged.append(rec.model_copy(update={"run_id": into.run_id}))
-        write_record(into, merged[-1])
-        by_part[part.run_id].append(case_id)
-    entries = [_part_entry(p, by_part[p.run_id]) for p in parts]
+        _write_copy(into, merged[-1])
+        by_part[index].append(case_id)
+    os.sync()
+    entries = [_part_entry(p, ids) for p, ids in zip(parts, by_part, strict=True)]
     first = _manifest(parts[0])
     outcomes: dict[str, int] = {}
     for rec in merged:
