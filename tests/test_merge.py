@@ -147,7 +147,10 @@ def test_cli_merge_rebuilds_leaderboard_predictions_and_gates(tmp_path):
     rows = (runs / "all" / "leaderboard.csv").read_text().splitlines()
     assert rows[1].startswith("all,gold,") and rows[2].startswith("all,empty,")
     assert (runs / "all" / "leaderboard.html").is_file()
-    preds = [json.loads(x) for x in (runs / "all" / "predictions" / "gold.jsonl").read_text().splitlines()]
+    preds = [
+        json.loads(x)
+        for x in (runs / "all" / "predictions" / "gold" / "attempt-1.jsonl").read_text().splitlines()
+    ]
     assert [(p["instance_id"], p["run_id"]) for p in preds] == [("x-1", "all"), ("x-2", "all")]
     assert "gates" in json.loads((runs / "all" / "manifest.json").read_text())
 

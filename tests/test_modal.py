@@ -212,12 +212,7 @@ def test_the_mini_runner_builds_its_environment_on_modal(tmp_path, monkeypatch):
     import minisweagent.environments.extra.swerex_modal as swerex_modal
 
     from harness.agents import AgentTask
-    from harness.agents.mini import (
-        mini_benchmark_config,
-        mini_config_path,
-        modal_environment,
-        remove_environment,
-    )
+    from harness.agents.mini import MiniRunner, mini_benchmark_config, mini_config_path
     from harness.config import ModelEntry
 
     monkeypatch.setattr(swerex_modal, "ModalDeployment", RecordingDeployment)
@@ -226,15 +221,15 @@ def test_the_mini_runner_builds_its_environment_on_modal(tmp_path, monkeypatch):
         model=ModelEntry(id="m", kind="scripted", litellm_id="openai/m"), step_limit=5, command_timeout_s=30, agent_timeout_s=90,
         artifacts_dir=tmp_path, container_executable="", agent_env="modal",
     )  # fmt: skip
-    env = modal_environment(task, mini_benchmark_config(mini_config_path("swebench.yaml", ROOT / "config")))
+    bench = mini_benchmark_config(mini_config_path("swebench.yaml", ROOT / "config"))
+    env = MiniRunner._environment(task, bench)  # what MiniRunner.run builds for --agent-env modal
     made = RecordingDeployment.made[-1]
     assert (
         made["image"] == task.image and made["deployment_timeout"] == 690.0 and made["install_pipx"] is True
     )
     out = env.execute({"command": "ls"})
     assert out["returncode"] == 0 and len(out["output"]) < 101_000  # capped like the docker environment's
-    remove_environment(task, env)
-    assert env.deployment.stopped
+    assert MiniRunner._remove(task, env) >= 0 and env.deployment.stopped
 
 
 def test_swe_agent_gets_a_modal_deployment(tmp_path):

@@ -24,7 +24,8 @@ from typing import Any
 
 from harness.config import FIXTURES_SLICE
 from harness.errors import HarnessError
-from harness.infra.evaluation import EvalResult, classify_evaluation
+from harness.infra import integrity
+from harness.infra.evaluation import EvalResult, check_integrity, classify_evaluation, eval_log_dir
 
 SETUP = "README: Modal"
 STARTUP_TIMEOUT_S = 180.0
@@ -90,16 +91,25 @@ class ModalEvalCall:
     pred: dict[str, str]
     run_id: str
     timeout: int
+    nonce: str = ""
+    """The integrity probe's nonce in the eval script (the test command's exit status, as locally)."""
 
 
 def modal_eval_call(
     row: dict, patch: str, *, model_id: str, eval_run_id: str, timeout_s: int
 ) -> ModalEvalCall:
-    """What one case hands to Modal: the instance's test spec, the prediction, the evaluation run id, the limit."""
+    """What one case hands to Modal: the instance's test spec (with the same exit-status probe as a local
+    evaluation), the prediction, the evaluation run id, the limit."""
+    from swebench.harness.constants import START_TEST_OUTPUT
     from swebench.harness.test_spec.test_spec import make_test_spec
 
+    from harness.demo.fixtures import register_fixture_repos
+
+    register_fixture_repos()
+    spec, nonce = make_test_spec(row), integrity.new_nonce()
+    spec.eval_script_list = integrity.add_exit_status_probe(spec.eval_script_list, nonce, START_TEST_OUTPUT)
     pred = {"instance_id": row["instance_id"], "model_name_or_path": model_id, "model_patch": patch}
-    return ModalEvalCall(make_test_spec(row), pred, eval_run_id, timeout_s)
+    return ModalEvalCall(spec, pred, eval_run_id, timeout_s, nonce)
 
 
 def run_on_modal(call: ModalEvalCall) -> Any:
@@ -134,18 +144,18 @@ def evaluate_patch_modal(
 ) -> EvalResult:
     """`evaluate_patch`'s signature and result, graded on Modal (namespace and labels concern local images and
     containers only). A failure to reach Modal or to build the sandbox is an infra error of the case."""
-    log_dir = log_root / eval_run_id / model_id.replace("/", "__") / row["instance_id"]
+    log_dir = eval_log_dir(log_root, eval_run_id, model_id, row["instance_id"])
     start = time.monotonic()
     try:
-        output = remote(
-            modal_eval_call(row, patch, model_id=model_id, eval_run_id=eval_run_id, timeout_s=timeout_s)
-        )
+        call = modal_eval_call(row, patch, model_id=model_id, eval_run_id=eval_run_id, timeout_s=timeout_s)
+        output = remote(call)
     except Exception as e:  # Modal unreachable, sandbox build failed, or swebench's "Test timed out" raised
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / "run_instance.log").write_text(f"Modal evaluation failed: {type(e).__name__}: {e}\n")
         return classify_evaluation(row["instance_id"], log_dir, time.monotonic() - start)
     write_modal_output(output, log_dir)
-    return classify_evaluation(row["instance_id"], log_dir, time.monotonic() - start)
+    result = classify_evaluation(row["instance_id"], log_dir, time.monotonic() - start)
+    return check_integrity(result, call.test_spec, row, patch, call.nonce)
 
 
 # -- the agent's container (--agent-env modal) ---------------------------------------------------------

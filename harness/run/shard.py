@@ -34,6 +34,8 @@ DEFAULT_EVAL_S = 11.4
 """Seconds per evaluation when no measured figure exists: sqlfluff-1625's official evaluation here
 (DESIGN.md, facts). Only its ratio to the agent's time limit matters for the balance."""
 COSTS_FILE = "case_costs.yaml"
+NO_AGENT_KINDS = ("gold", "noop", "predictions")
+"""Models whose patch needs no agent run (harness.agents.runner_for): only their evaluation costs."""
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 Unit = tuple[str, str]
@@ -97,7 +99,7 @@ def unit_costs(
     out: dict[Unit, float] = {}
     for case in cases:
         kind = cfg.catalog.get(case.model_id).kind
-        runs_agent = not (kind == "gold" or (kind == "empty" and backend == "mini"))
+        runs_agent = not (kind in NO_AGENT_KINDS or (kind == "empty" and backend == "mini"))
         agent = costs.agent_s.get(case.model_id, case.agent_timeout_s(active_grids)) if runs_agent else 0.0
         evaluation = (
             0.0 if kind == "empty" else costs.evaluation_s.get(case.instance_id, costs.default_eval_s)
