@@ -1,4 +1,5 @@
-"""`python -m harness ...`: dataset lock and verify, instance images (fixtures, pull, prune), leaderboard rebuild.
+"""`python -m harness ...`: dataset lock and verify, instance images (fixtures, pull, prune), leaderboard rebuild,
+merge of shard runs, calibration.
 
 User errors (HarnessError) print one line and exit 2; nothing here prints a traceback for them.
 """
@@ -64,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="rebuild a run's leaderboard and predictions from its records")
     board.add_argument("run_dir", type=Path, help="runs/<run_id>")
     board.add_argument("--version", default=None, help="v0..v3 (config/leaderboard_columns.yaml; default v3)")
+
+    merge = sub.add_parser(
+        "merge", help="join shard runs (--shard K/N) into one run; rebuild leaderboard and gates"
+    )
+    merge.add_argument("runs", nargs="+", type=Path, help="runs/<run_id> of each shard")
+    merge.add_argument("--into", type=Path, required=True, help="runs/<new_run_id>: the merged run folder")
+
+    costs = sub.add_parser(
+        "costs", help="measured seconds per evaluation and agent attempt, for --shard balance"
+    )
+    costs.add_argument("runs", nargs="+", type=Path, help="runs/<run_id> of finished runs")
+    costs.add_argument("--write", type=Path, default=None, help="write the table (config/case_costs.yaml)")
     return parser
 
 
@@ -239,25 +252,69 @@ def _compare(args: argparse.Namespace) -> str:
     return format_comparison(compare_runs(load_records(a), load_records(b)), a.run_id, b.run_id)
 
 
-def _leaderboard(args: argparse.Namespace, config_dir: Path) -> str:
+def _rebuild(paths, config_dir: Path, version: str | None = None) -> tuple[str, list[Path]]:
+    """Predictions and leaderboard (CSV + HTML, runs/leaderboard.csv) from a run's records; the table."""
     from harness.results.leaderboard import build_leaderboard, format_table
     from harness.results.records import load_records, runs_lock, write_predictions
 
-    paths = _run_paths(args.run_dir)
     unreadable: list[Path] = []
     records = load_records(paths, unreadable)
     write_predictions(paths, records)
     with runs_lock(paths.runs_dir):  # runs/leaderboard.csv is shared with runs finishing now
         rows = build_leaderboard(
-            paths, version=args.version, records=records, columns_file=config_dir / "leaderboard_columns.yaml"
+            paths, version=version, records=records, columns_file=config_dir / "leaderboard_columns.yaml"
         )
         _views(paths, config_dir, records)
+    return format_table(rows), unreadable
+
+
+def _leaderboard(args: argparse.Namespace, config_dir: Path) -> str:
+    paths = _run_paths(args.run_dir)
+    table, unreadable = _rebuild(paths, config_dir, args.version)
     notes = "".join(f"\nunreadable record left in place (not counted): {p}" for p in unreadable)
-    return (
-        format_table(rows)
-        + f"\nwritten: {paths.leaderboard_csv}, {paths.runs_dir / 'leaderboard.csv'}"
-        + notes
+    return table + f"\nwritten: {paths.leaderboard_csv}, {paths.runs_dir / 'leaderboard.csv'}" + notes
+
+
+def _merge(args: argparse.Namespace, config_dir: Path) -> str:
+    from dataclasses import asdict
+
+    from harness.config.loading import load_gates
+    from harness.results.gates import evaluate_gates, format_gates
+    from harness.results.merge import add_to_manifest, merge_runs
+    from harness.results.records import RunPaths
+
+    parts = [_run_paths(run) for run in args.runs]
+    into = args.into.resolve()
+    result = merge_runs(parts, RunPaths(into.parent, into.name))
+    table, _ = _rebuild(result.paths, config_dir)
+    grids = frozenset(g for part in result.parts for g in part.get("grids", []))
+    gates = evaluate_gates(
+        load_gates(config_dir / "gates.yaml"), result.records, active_grids=grids, cpu_samples=[]
     )
+    add_to_manifest(result.paths, gates=[asdict(g) for g in gates])
+    shards = ", ".join(f"{p['run_id']} ({p['cases']})" for p in result.parts)
+    return "\n".join(
+        [
+            table,
+            f"merged {len(result.records)} cases from {shards} into {result.paths.root}"
+            + (f"; {result.duplicates} identical duplicate(s) kept once" if result.duplicates else ""),
+            *format_gates([g for g in gates if g.status != "not-applicable"]),
+        ]
+    )
+
+
+def _costs(args: argparse.Namespace) -> str:
+    from harness.results.records import load_records
+    from harness.run.shard import measured_costs, write_case_costs
+
+    paths = [_run_paths(run) for run in args.runs]
+    costs = measured_costs([rec for p in paths for rec in load_records(p)])
+    lines = [f"{k:40} eval {v:8.1f} s" for k, v in costs.evaluation_s.items()]
+    lines += [f"{k:40} agent {v:7.1f} s" for k, v in costs.agent_s.items()]
+    if args.write:
+        write_case_costs(args.write, costs, [p.run_id for p in paths])
+        lines.append(f"written: {args.write}")
+    return "\n".join(lines or ["no evaluated or agent-run cases in these runs"])
 
 
 def _views(paths, config_dir: Path, records) -> None:
@@ -328,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
             return code
         elif args.command == "compare":
             out = _compare(args)
+        elif args.command == "merge":
+            out = _merge(args, config_dir)
+        elif args.command == "costs":
+            out = _costs(args)
         else:
             out = _leaderboard(args, config_dir)
     except HarnessError as e:

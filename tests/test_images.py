@@ -19,8 +19,7 @@ from harness.config import HarnessConfig
 from harness.infra.containers import Runtime, fixture_image_name
 from harness.infra.images import images_for, normal_name, prune_candidates, pull_name
 from harness.infra.registry import DOCKER_HUB, RegistryClient, download_bytes, parse_ref
-from harness.run.grid import build_grid, cases_selected_by
-from harness.run.lifecycle import keyword_selected
+from harness.run.grid import build_grid, cases_selected_by, keyword_selected
 from tests.conftest import ROOT
 
 UNREACHABLE = "localhost:1/swebench"

@@ -27,6 +27,8 @@ class AgentTask:
     agent_timeout_s: int
     artifacts_dir: Path
     container_executable: str
+    agent_env: str = "docker"
+    """docker (the instance container on this machine) or modal (SWE-ReX's ModalDeployment: harness.infra.modal)."""
     api_base: str | None = None
     api_key_env: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)

@@ -94,6 +94,27 @@ def redacting_agent_class():
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def modal_environment(task: AgentTask, bench: dict[str, Any]) -> Any:
+    """--agent-env modal: the instance image as a SWE-ReX ModalDeployment (mini-swe-agent's swerex_modal)."""
+    from minisweagent.environments.extra.swerex_modal import SwerexModalEnvironment
+
+    from harness.infra.modal import mini_modal_environment_kwargs
+
+    class CappedSwerexModalEnvironment(SwerexModalEnvironment):
+        def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+            output = super().execute(action, cwd, timeout=timeout)
+            output["output"] = cap_output(output.get("output", ""))
+            return output
+
+    kwargs = mini_modal_environment_kwargs(
+        image=task.image,
+        command_timeout_s=task.command_timeout_s,
+        agent_timeout_s=task.agent_timeout_s,
+        env=bench["environment"].get("env", {}),
+    )
+    return CappedSwerexModalEnvironment(**kwargs)
+
+
 def _infra_class(exc: BaseException) -> OutcomeClass:
     """The class of an exception that ended the agent loop: ours carry it; the rest by where they come from."""
     if isinstance(exc, CaseStopped):
@@ -157,6 +178,8 @@ class MiniRunner:
 
     @staticmethod
     def _environment(task: AgentTask, bench: dict[str, Any]):
+        if task.agent_env == "modal":
+            return modal_environment(task, bench)
         return capped_environment_class()(
             image=task.image,
             cwd="/testbed",
@@ -194,6 +217,10 @@ class MiniRunner:
     def _remove(task: AgentTask, env) -> float:
         """Remove the agent's container now (mini-swe-agent's own cleanup runs in the background and may
         outlive the process); `-t 0` spares podman's 10 s stop grace. Returns the seconds it took."""
+        if env is not None and task.agent_env == "modal":
+            t0 = time.monotonic()
+            env.stop()  # the Modal sandbox (SWE-ReX ModalDeployment)
+            return time.monotonic() - t0
         if env is None or not env.container_id:
             return 0.0
         t0 = time.monotonic()

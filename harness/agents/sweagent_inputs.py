@@ -146,6 +146,21 @@ def model_config(task: AgentTask) -> dict[str, Any]:
     return model
 
 
+def deployment(task: AgentTask, executable: str) -> dict[str, Any]:
+    """SWE-ReX's deployment of the instance image: local docker/podman, or Modal (--agent-env modal)."""
+    if task.agent_env == "modal":
+        from harness.infra.modal import sweagent_modal_deployment
+
+        return sweagent_modal_deployment(image=task.image, agent_timeout_s=task.agent_timeout_s)
+    return {
+        "type": "docker",
+        "container_runtime": runtime_name(executable),
+        "pull": "never",
+        "python_standalone_dir": "",  # "" = use the image's swerex-remote (None becomes "/root")
+        "docker_args": ["--label", f"{LABEL_RUN}={task.run_id}", "--label", f"{LABEL_CASE}={task.case_id}"],
+    }
+
+
 def case_config(task: AgentTask, instances: Path, executable: str, bundle: Path | None) -> dict[str, Any]:
     """The per-case layer over the agent config: instances + deployment, model, limits, outputs."""
     tools: dict[str, Any] = {
@@ -163,18 +178,7 @@ def case_config(task: AgentTask, instances: Path, executable: str, bundle: Path 
         "instances": {
             "type": "file",
             "path": str(instances),
-            "deployment": {
-                "type": "docker",
-                "container_runtime": runtime_name(executable),
-                "pull": "never",
-                "python_standalone_dir": "",  # "" = use the image's swerex-remote (None becomes "/root")
-                "docker_args": [
-                    "--label",
-                    f"{LABEL_RUN}={task.run_id}",
-                    "--label",
-                    f"{LABEL_CASE}={task.case_id}",
-                ],
-            },
+            "deployment": deployment(task, executable),
         },
         "agent": {"model": model_config(task), "tools": tools},
         "redo_existing": True,

@@ -4,6 +4,8 @@ One SQLite file (WAL, busy_timeout 30 s, on a local disk: not NFS) is shared by 
 every pytest-xdist worker. Each operation is its own short transaction; `reserve_call` checks and
 reserves under `BEGIN IMMEDIATE`, one atomic step across processes. Connections open lazily per
 process (and thread) and never cross fork, so a `Ledger` built in the controller works in workers.
+`HARNESS_LEDGER_URL=postgresql://...` puts the same ledger, same SQL and same rules, in PostgreSQL for
+every machine of a sharded run (harness.infra.ledger_pg; `ledger_for` chooses).
 
 - calls_per_day: overshoot is zero. A reservation counts toward its provider's UTC-day quota whatever
   the outcome (failed calls and never-settled reservations count: providers count requests).
@@ -22,7 +24,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from harness.errors import BudgetExhausted, HarnessError
 BUSY_TIMEOUT_S = 30.0
 SETTLED_STATUSES = ("ok", "error")
 
+LEDGER_URL_ENV = "HARNESS_LEDGER_URL"
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, day TEXT NOT NULL,
@@ -46,6 +49,10 @@ _CALLS_ON_DAY = "SELECT COUNT(*) FROM calls WHERE provider = ? AND day = ?"
 _RUN_USD = "SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE run_id = ?"
 _CASE_USD = _RUN_USD + " AND case_id = ?"
 _UNKNOWN_COST = "SELECT COUNT(*) FROM calls WHERE run_id = ? AND status != 'reserved' AND cost_usd IS NULL"
+_RESERVE = (
+    "INSERT INTO calls (provider, day, run_id, case_id, reserved_at) VALUES (?, ?, ?, ?, ?) RETURNING id"
+)
+_RUN_CALLS = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'reserved' THEN 1 ELSE 0 END), 0) FROM calls WHERE run_id = ?"
 
 # One connection per (process, thread, file). A child of fork finds its parent's entries under the
 # parent's pid and leaves them alone: using or closing an inherited SQLite connection is unsafe.
@@ -76,65 +83,41 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _one(conn: sqlite3.Connection, sql: str, *args: Any) -> Any:
+def _one(conn: Any, sql: str, *args: Any) -> Any:
     return conn.execute(sql, args).fetchone()[0]
 
 
-class Ledger:
-    """The budget ledger of one run, in a SQLite file shared with other runs and processes.
+class LedgerRules:
+    """Quotas and caps over a `calls` table, in SQL both SQLite and PostgreSQL run (`?` placeholders).
 
-    Picklable (it holds no connection), so it can be handed to spawned workers as well as forked ones.
+    A store supplies `_tx(write)`: a transaction whose connection has `execute(sql, args)`; a write
+    transaction excludes every other writer of the ledger until it ends (check + reserve is one step).
     """
 
-    def __init__(
-        self, path: Path, run_id: str, limits: Limits, *, now: Callable[[], datetime] = _utc_now
+    run_id: str
+    limits: Limits
+    now: Callable[[], datetime]
+    location: str
+    """Where the ledger lives, for messages (a path, or a URL without its password)."""
+
+    def _tx(self, write: bool = False) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _open(
+        self, location: str, run_id: str, limits: Limits, now: Callable[[], datetime], schema: tuple[str, ...]
     ) -> None:
-        self.path = Path(path).absolute()
-        self.run_id = run_id
-        self.limits = limits
-        self.now = now
+        """Set the run and limits, create the table if it is not there yet (under the writer lock)."""
+        self.location, self.run_id, self.limits, self.now = location, run_id, limits, now
         with self._tx(write=True) as conn:
-            for statement in _SCHEMA:
+            for statement in schema:
                 conn.execute(statement)
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable except on power loss
-        except (OSError, sqlite3.Error) as exc:
-            raise HarnessError(
-                f"cannot open the budget ledger {self.path} ({exc}); use a writable path on a local disk"
-            ) from exc
-        return conn
-
-    def _conn(self) -> sqlite3.Connection:
-        key = (os.getpid(), threading.get_ident(), str(self.path))
-        conn = _CONNECTIONS.get(key)
-        if conn is None:
-            conn = _CONNECTIONS[key] = self._connect()
-        return conn
-
-    @contextmanager
-    def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A short transaction; writers take the write lock up front (BEGIN IMMEDIATE)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _day(self) -> str:
         now = self.now()
         return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
 
     def _refusal(
-        self, conn: sqlite3.Connection, provider: str | None, case_id: str | None, day: str
+        self, conn: Any, provider: str | None, case_id: str | None, day: str
     ) -> BudgetExhausted | None:
         quota = self.limits.calls_per_day.get(provider) if provider is not None else None
         if quota is not None and (used := _one(conn, _CALLS_ON_DAY, provider, day)) >= quota:
@@ -166,11 +149,7 @@ class Ledger:
             refusal = self._refusal(conn, provider, case_id, day)
             if refusal is not None:
                 raise refusal
-            cur = conn.execute(
-                "INSERT INTO calls (provider, day, run_id, case_id, reserved_at) VALUES (?, ?, ?, ?, ?)",
-                (provider, day, self.run_id, case_id, self.now().isoformat()),
-            )
-            return int(cur.lastrowid or 0)
+            return int(_one(conn, _RESERVE, provider, day, self.run_id, case_id, self.now().isoformat()))
 
     def settle_call(self, call_id: int, *, cost_usd: float | None, status: str) -> None:
         """Record a reserved call's outcome; cost_usd None = unknown price (0 USD toward caps, flagged)."""
@@ -184,7 +163,7 @@ class Ledger:
                 (status, cost_usd, self.now().isoformat(), call_id),
             )
             if cur.rowcount != 1:
-                raise ValueError(f"call {call_id} is not a reserved (unsettled) call in {self.path}")
+                raise ValueError(f"call {call_id} is not a reserved (unsettled) call in {self.location}")
 
     def calls_today(self, provider: str) -> int:
         """Calls reserved today (UTC) for provider, by every run and process sharing the ledger."""
@@ -218,10 +197,7 @@ class Ledger:
                 "SELECT provider, COUNT(*) FROM calls WHERE day = ? GROUP BY provider", (day,)
             )
             calls_today = dict.fromkeys(self.limits.calls_per_day, 0) | {p: int(n) for p, n in rows}
-            run_calls, in_flight = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(status = 'reserved'), 0) FROM calls WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
+            run_calls, in_flight = conn.execute(_RUN_CALLS, (run_id,)).fetchone()
             spent, unknown = float(_one(conn, _RUN_USD, run_id)), int(_one(conn, _UNKNOWN_COST, run_id))
         return {
             "day": day,
@@ -232,6 +208,63 @@ class Ledger:
             "unknown_cost_calls": unknown,
             "limits": dataclasses.asdict(self.limits),
         }
+
+
+class Ledger(LedgerRules):
+    """The budget ledger of one run, in a SQLite file shared with other runs and processes.
+
+    Picklable (it holds no connection), so it can be handed to spawned workers as well as forked ones.
+    """
+
+    def __init__(
+        self, path: Path, run_id: str, limits: Limits, *, now: Callable[[], datetime] = _utc_now
+    ) -> None:
+        self.path = Path(path).absolute()
+        self._open(str(self.path), run_id, limits, now, _SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable except on power loss
+        except (OSError, sqlite3.Error) as exc:
+            raise HarnessError(
+                f"cannot open the budget ledger {self.path} ({exc}); use a writable path on a local disk"
+            ) from exc
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        key = (os.getpid(), threading.get_ident(), str(self.path))
+        conn = _CONNECTIONS.get(key)
+        if conn is None:
+            conn = _CONNECTIONS[key] = self._connect()
+        return conn
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A short transaction; writers take the write lock up front (BEGIN IMMEDIATE)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def ledger_for(
+    path: Path, run_id: str, limits: Limits, *, environ: dict[str, str] | os._Environ = os.environ
+) -> LedgerRules:
+    """The PostgreSQL ledger named by HARNESS_LEDGER_URL (one for all machines), else the SQLite file `path`."""
+    url = environ.get(LEDGER_URL_ENV, "").strip()
+    if not url:
+        return Ledger(path, run_id, limits)
+    from harness.infra.ledger_pg import PostgresLedger
+
+    return PostgresLedger(url, run_id, limits)
 
 
 def estimate_cost(

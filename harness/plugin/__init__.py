@@ -90,9 +90,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--resume: cases with a model outcome on disk are deselected before anything runs."""
+    """--resume: cases with a model outcome on disk, --shard: other shards' cases, deselected before anything runs."""
     run = _run(config)
-    finished = run.finished_case_ids() if run else set()
+    finished = run.deselected_case_ids() if run else set()
     done = [item for item in items if _case_of(item) is not None and _case_of(item).case_id in finished]
     if done:
         config.hook.pytest_deselected(items=done)

@@ -94,6 +94,24 @@ def add_options(parser: pytest.Parser) -> None:
         help="run and count instances config/quarantine.yaml quarantines (default: skipped as excluded)",
     )
     group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run the K-th of N cost-balanced shards of the selected cases (merge: python -m harness merge)",
+    )
+    group.addoption(
+        "--eval-backend",
+        default="docker",
+        choices=["docker", "modal"],
+        help="where the official evaluator runs: docker (this machine) or modal (swebench's modal_eval)",
+    )
+    group.addoption(
+        "--agent-env",
+        default="docker",
+        choices=["docker", "modal"],
+        help="where the agent's instance container runs: docker (this machine) or modal (SWE-ReX on Modal)",
+    )
+    group.addoption(
         "--dataset-source",
         default="auto",
         choices=["auto", "snapshot", "hf"],
@@ -142,6 +160,9 @@ def run_options(config: pytest.Config) -> RunOptions:
         markexpr=config.option.markexpr or "",
         argv=tuple(config.invocation_params.args),
         collect_only=bool(config.option.collectonly),
+        shard=get("--shard"),
+        eval_backend=get("--eval-backend"),
+        agent_env=get("--agent-env"),
     )
 
 

@@ -67,6 +67,7 @@ def agent_task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> Age
         agent_timeout_s=case.agent_timeout_s(ctx.active_grids),
         artifacts_dir=ctx.paths.case_artifacts(case.case_id),
         container_executable=ctx.runtime.executable if needs_runtime else "",
+        agent_env=ctx.agent_env,
         api_base=ctx.scripted_api_base() if model.kind == "scripted" else _api_base(ctx, model),
         api_key_env=provider_settings(ctx.cfg.catalog, model).api_key_env
         if model.kind == "litellm"

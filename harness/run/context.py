@@ -43,9 +43,10 @@ def config_hash(config_dir: Path) -> str:
 
 
 def open_ledger(cfg: HarnessConfig, runs_dir: Path, run_id: str):
-    """The budget ledger shared by every worker and every run under `runs_dir`, with the configured limits."""
+    """The budget ledger shared by every worker and every run under `runs_dir` (or, with HARNESS_LEDGER_URL,
+    by every machine), with the configured limits."""
     from harness.config.catalog import PROVIDER_DEFAULTS
-    from harness.infra.budget import Ledger, Limits
+    from harness.infra.budget import Limits, ledger_for
 
     quotas = {}
     for name in {*PROVIDER_DEFAULTS, *cfg.catalog.providers}:
@@ -54,7 +55,7 @@ def open_ledger(cfg: HarnessConfig, runs_dir: Path, run_id: str):
             quotas[name] = settings.calls_per_day
     budgets = cfg.agent.budgets
     limits = Limits(calls_per_day=quotas, usd_per_run=budgets.usd_per_run, usd_per_case=budgets.usd_per_case)
-    return Ledger(runs_dir / ".budget-ledger.sqlite", run_id, limits)
+    return ledger_for(runs_dir / ".budget-ledger.sqlite", run_id, limits)
 
 
 # litellm otherwise fetches its price map from GitHub at import (retrying for seconds when offline);
@@ -77,6 +78,8 @@ class RunContext:
         strict_integrity: bool = False,
         include_quarantined: bool = False,
         eval_cache: bool = True,
+        eval_backend: str = "docker",
+        agent_env: str = "docker",
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -91,6 +94,10 @@ class RunContext:
         self.eval_cache = EvalCache(default_root(runs_dir)) if eval_cache else None
         """The machine's content-addressed evaluation cache; None under --no-eval-cache."""
         self._digests: dict[str, str | None] = {}
+        self.eval_backend = eval_backend
+        """docker | modal (--eval-backend): where the official evaluator runs."""
+        self.agent_env = agent_env
+        """docker | modal (--agent-env): where the agent's instance container runs."""
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
         self._runtime: Runtime | None = None

@@ -13,6 +13,7 @@ from harness.config import FIXTURES_SLICE
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
 from harness.infra.eval_cache import cache_key
 from harness.infra.evaluation import EvalResult, classify_evaluation, eval_log_dir, eval_slot, evaluate_patch
+from harness.infra.modal import evaluate_patch_modal
 from harness.outcomes import Outcome, OutcomeClass
 from harness.run.context import RunContext
 from harness.run.grid import Case
@@ -40,7 +41,7 @@ def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
     else:
         target = ctx.cfg.agent.evaluation.cpu_target_percent
         with eval_slot(ctx.paths.slots, ctx.eval_workers, cpu_target=target) as waited:
-            ev = evaluate_patch(
+            ev = (evaluate_patch_modal if ctx.eval_backend == "modal" else evaluate_patch)(  # --eval-backend
                 row,
                 patch,
                 model_id=case.model_id,

@@ -134,3 +134,26 @@ def grids_selected_by(markexpr: str, cases: list[Case]) -> frozenset[str]:
             by_grid.setdefault(g, set()).add(c.case_id)
     whole = frozenset(g for g, ids in by_grid.items() if ids <= selected)
     return whole or frozenset(g for g, ids in by_grid.items() if ids & selected)
+
+
+def keyword_selected(keywordexpr: str, cases: list[Case]) -> list[Case]:
+    """The cases `-k` keeps, matched as pytest matches an item of evals/test_swebench.py: a case-insensitive
+    substring of its names (folder, module, `test_swebench[<case id>]`) or marks (grids, timeout).
+    """
+    from _pytest.mark.expression import Expression
+
+    try:
+        expression = Expression.compile(keywordexpr) if keywordexpr.strip() else None
+    except SyntaxError:
+        expression = None  # pytest reports the bad expression itself
+    if expression is None:
+        return list(cases)
+
+    def kept(c: Case) -> bool:
+        names = [
+            n.lower()
+            for n in ("evals", "test_swebench.py", f"test_swebench[{c.case_id}]", "timeout", *c.grids)
+        ]
+        return expression.evaluate(lambda sub, /, **kw: any(sub.lower() in n for n in names))
+
+    return [c for c in cases if kept(c)]

@@ -11,60 +11,25 @@ the run (run folder, manifest, pre-flight, CPU sampler) and finishes it (records
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from harness.config import HarnessConfig, ModelEntry
+from harness.config import HarnessConfig
 from harness.config.catalog import parse_model_spec
 from harness.errors import CaseInfraError, HarnessError
 from harness.results.records import CaseRecord, RunPaths, disk_error, finished_case_ids
-from harness.run.grid import Case, build_grid, cases_selected_by, grids_selected_by
+from harness.run.grid import Case, build_grid, cases_selected_by, grids_selected_by, keyword_selected
 from harness.run.manifest import CpuSampler, new_run_id
+from harness.run.options import RunOptions, check_numbers
 
 if TYPE_CHECKING:
     from harness.infra.containers import Runtime
     from harness.run.context import RunContext
     from harness.run.finish import RunSummary
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What the command line asked for (harness.plugin.options turns pytest's options into this)."""
-
-    config_dir: Path
-    runs_dir: Path
-    credentials: Path
-    credentials_explicit: bool = False
-    model_specs: tuple[str, ...] = ()
-    predictions: tuple[str, ...] = ()
-    """`ID=PATH` of --predictions: models whose patches come from a predictions file (added to every grid)."""
-    extra_models: tuple[ModelEntry, ...] = ()
-    """Catalog entries added for this run only (calibration's no-op model)."""
-    strict_integrity: bool = False
-    include_quarantined: bool = False
-    eval_cache: bool = True
-    """False under --no-eval-cache: every patch is graded afresh (and nothing is stored)."""
-    models: tuple[str, ...] | None = None
-    attempts: int | None = None
-    agent: str | None = None
-    run_id: str | None = None
-    resume: str | None = None
-    infra_retries: int = 0
-    eval_workers: int | None = None
-    image_namespace: str = "swebench"
-    dataset_source: str = "auto"
-    check_models: str = "auto"
-    compare_to: str | None = None
-    no_gates: bool = False
-    markexpr: str = ""
-    keywordexpr: str = ""
-    """-k: with -m and --resume, which cases run (the image check before the run looks at those only)."""
-    argv: tuple[str, ...] = ()
-    collect_only: bool = False
+    from harness.run.shard import ShardPlan
 
 
 @dataclass
@@ -109,11 +74,20 @@ class EvalRun:
             self.cfg, models=models, attempts=options.attempts, add_models=[m.id for m in predicted]
         )
         self.selected = cases_selected_by(options.markexpr, self.cases)
-        """The cases -m selects (-k is applied by pytest later; pre-flight counts these)."""
+        """The cases -m selects, narrowed by --shard (-k is applied by pytest later; pre-flight counts these)."""
         self.active_grids = grids_selected_by(options.markexpr, self.cases)
         check_instances(self.cfg)
-        _check_numbers(options, self.cfg.agent.evaluation.workers)
+        check_numbers(options, self.cfg.agent.evaluation.workers)
         self.backend = options.agent or self.cfg.agent.agent.backend
+        self.shard_plan = self._plan_shard()
+        if self.shard_plan is not None:
+            self.selected = self.shard_plan.cases
+        if not options.collect_only:
+            from harness.infra.modal import check_modal_options
+
+            check_modal_options(
+                options.eval_backend, options.agent_env, self.backend, self.selected, options.image_namespace
+            )
         if self.backend == "sweagent" and not options.collect_only:
             require_sweagent()
         if self.backend == "mini":
@@ -137,10 +111,12 @@ class EvalRun:
 
     def start(self) -> None:
         """Check the dataset, open the run folder (or resume it), pre-flight the models, sample the CPU."""
+        from harness.run.context import open_ledger
         from harness.run.start import check_dataset, open_run, preflight_lines
 
         notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
         notes += self.check_images()
+        open_ledger(self.cfg, self.paths.runs_dir, self.run_id)  # a HARNESS_LEDGER_URL server must answer now
         try:
             self._runtime, opened, self._owner = open_run(
                 self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
@@ -153,6 +129,11 @@ class EvalRun:
                 "use a writable --runs-dir with free space"
             ) from None
         self.header = notes + opened + self.key_notes + preflight
+        if self.shard_plan is not None:
+            from harness.run.shard import record_shard
+
+            self.header.append(self.shard_plan.note)
+            record_shard(self.paths, self.shard_plan)
         self._sampler = CpuSampler()
         self._sampler.start()
         self.started = True
@@ -204,6 +185,23 @@ class EvalRun:
         """Cases of a resumed run that already have a model outcome (deselected before anything runs)."""
         return finished_case_ids(self.paths) if self.options.resume else set()
 
+    def deselected_case_ids(self) -> set[str]:
+        """What pytest must not run: finished cases of a resumed run, and with --shard the other shards' cases."""
+        if self.shard_plan is None:
+            return self.finished_case_ids()
+        mine = {c.case_id for c in self.shard_plan.cases}
+        return self.finished_case_ids() | {c.case_id for c in self.cases if c.case_id not in mine}
+
+    def _plan_shard(self) -> ShardPlan | None:
+        if self.options.shard is None:
+            return None
+        from harness.run.shard import Shard, plan_shard
+
+        shard = Shard.parse(self.options.shard)
+        return plan_shard(
+            self.cfg, self.selected, shard, backend=self.backend, active_grids=self.active_grids
+        )
+
     # -- cases (every process) ----------------------------------------------------------------------
 
     def context(self) -> RunContext:
@@ -227,6 +225,8 @@ class EvalRun:
             strict_integrity=self.options.strict_integrity,
             include_quarantined=self.options.include_quarantined,
             eval_cache=self.options.eval_cache,
+            eval_backend=self.options.eval_backend,
+            agent_env=self.options.agent_env,
         )
 
     def run_case(self, ctx: RunContext, case: Case) -> CaseRecord:
@@ -308,50 +308,7 @@ class EvalRun:
         return lines + summary_lines(self.summary, self.paths, self.failures.infra)
 
 
-FDS_RESERVED = 128
-"""Open files a harness process needs besides evaluation slots (sockets, SQLite, logs, pipes)."""
-
-
-def _check_numbers(options: RunOptions, configured_eval_workers: int) -> None:
-    if options.infra_retries < 0:
-        raise HarnessError(f"--infra-retries {options.infra_retries}: use 0 or more")
-    if options.eval_workers is not None and options.eval_workers < 1:
-        raise HarnessError(f"--eval-workers {options.eval_workers}: use 1 or more evaluation slots")
-    workers = options.eval_workers if options.eval_workers is not None else configured_eval_workers
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    most = max(1, soft - FDS_RESERVED) if soft != resource.RLIM_INFINITY else workers
-    if workers > most:
-        where = "--eval-workers" if options.eval_workers is not None else "evaluation.workers (sweagent.yaml)"
-        raise HarnessError(
-            f"{where} {workers}: a case waiting for a slot opens one file per slot and this process may open "
-            f"{soft} files (ulimit -n); use at most {most} slots or raise `ulimit -n`"
-        )
-
-
 LLM_KINDS = ("scripted", "litellm")
-
-
-def keyword_selected(keywordexpr: str, cases: list[Case]) -> list[Case]:
-    """The cases `-k` keeps, matched as pytest matches an item of evals/test_swebench.py: a case-insensitive
-    substring of its names (folder, module, `test_swebench[<case id>]`) or marks (grids, timeout).
-    (Belongs next to cases_selected_by in harness.run.grid.)"""
-    from _pytest.mark.expression import Expression
-
-    try:
-        expression = Expression.compile(keywordexpr) if keywordexpr.strip() else None
-    except SyntaxError:
-        expression = None  # pytest reports the bad expression itself
-    if expression is None:
-        return list(cases)
-
-    def kept(c: Case) -> bool:
-        names = [
-            n.lower()
-            for n in ("evals", "test_swebench.py", f"test_swebench[{c.case_id}]", "timeout", *c.grids)
-        ]
-        return expression.evaluate(lambda sub, /, **kw: any(sub.lower() in n for n in names))
-
-    return [c for c in cases if kept(c)]
 
 
 def _warm_llm_imports() -> None:
