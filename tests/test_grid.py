@@ -231,3 +231,5 @@ def test_the_real_config_under_not_demo_runs_every_grid_but_demo() -> None:
     cases = build_grid(cfg)
     assert grids_selected_by("not demo", cases) == set(cfg.agent.grids) - {"demo"}
     assert grids_selected_by("i1", cases) == {"i1"}  # i1's cases are also i2's: -m i1 runs i1 only
+    same_models = build_grid(cfg, models=["gold", "empty"])  # i1 and i2 become the same cases
+    assert grids_selected_by("i1", same_models) == {"i1"}  # the named grid, not i2 (its gates stay off)

@@ -118,8 +118,9 @@ def _marks_matcher(marks: tuple[str, ...]):
 
 
 def grids_selected_by(markexpr: str, cases: list[Case]) -> frozenset[str]:
-    """The grids being run: those whose every case `-m` selects (`-m i1` -> i1, even though i1's cases are
-    also i2's; `-m "not demo"` -> every grid but demo). When no grid is selected whole (`-m "i1 and i3"`),
+    """The grids being run: those whose every case `-m` selects (`-m "not demo"` -> every grid but demo).
+    Of those, the ones the expression names win (`-m i1` -> i1, though i1's cases are also i2's, whole
+    when --models gives both grids the same models). When no grid is selected whole (`-m "i1 and i3"`),
     the grids of the selected cases.
 
     No expression names no grid (empty set): limits fall back to each case's smallest, and only gates for
@@ -127,13 +128,16 @@ def grids_selected_by(markexpr: str, cases: list[Case]) -> frozenset[str]:
     """
     if not (markexpr or "").strip():
         return frozenset()
+    import re
+
     selected = {c.case_id for c in cases_selected_by(markexpr, cases)}
     by_grid: dict[str, set[str]] = {}
     for c in cases:
         for g in c.grids:
             by_grid.setdefault(g, set()).add(c.case_id)
     whole = frozenset(g for g, ids in by_grid.items() if ids <= selected)
-    return whole or frozenset(g for g, ids in by_grid.items() if ids & selected)
+    named = whole & set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr))
+    return named or whole or frozenset(g for g, ids in by_grid.items() if ids & selected)
 
 
 def keyword_selected(keywordexpr: str, cases: list[Case]) -> list[Case]:

@@ -116,11 +116,13 @@ class EvalRun:
 
         notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
         notes += self.check_images()
-        open_ledger(self.cfg, self.paths.runs_dir, self.run_id)  # a HARNESS_LEDGER_URL server must answer now
         try:
             self._runtime, opened, self._owner = open_run(
                 self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
             )
+            open_ledger(
+                self.cfg, self.paths.runs_dir, self.run_id
+            )  # a HARNESS_LEDGER_URL server must answer now
             check = self.options.check_models != "no"
             preflight = preflight_lines(self.cfg, self.selected, self.paths, check)
         except OSError as e:  # a read-only or full runs dir: one line, not INTERNALERROR
