@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.infra.eval_cache import EvalCache, cache_key, normalize_patch
-from tests.conftest import ROOT
+from tests.helpers import run_evals
 
 ROW = {"instance_id": "o__r-1", "repo": "o/r", "version": "1.0", "test_patch": "tp", "FAIL_TO_PASS": "[]"}
 
@@ -83,30 +80,10 @@ def test_concurrent_writers_leave_one_whole_entry(tmp_path):
 
 
 def _demo(tmp_path, run_id: str, *extra: str) -> dict[str, dict]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "evals",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "demo",
-            "--models",
-            "gold",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--run-id",
-            run_id,
-            *extra,
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HARNESS_EVAL_CACHE": str(tmp_path / "cache")},
-    )
+    done = run_evals(
+        "-m", "demo", "--models", "gold", "--runs-dir", str(tmp_path / "runs"), "--run-id", run_id, *extra,
+        env={"HARNESS_EVAL_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     return {p.stem: json.loads(p.read_text()) for p in (tmp_path / "runs" / run_id / "cases").glob("*.json")}
 

@@ -4,14 +4,12 @@ calibration (stable / flaky / broken) through the official evaluator in the fixt
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from harness.infra import integrity
 from harness.infra.integrity import IntegrityFlag as F
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_cli
 
 
 def _diff(path: str, old: str = "a\n", new: str = "b\n") -> str:
@@ -174,28 +172,10 @@ def test_calibrate_cli_reports_the_demo_instances_stable(fixture_images, tmp_pat
 
     cfg = tmp_path / "config"
     shutil.copytree(ROOT / "config", cfg)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--config",
-            str(cfg),
-            "calibrate",
-            "-m",
-            "demo",
-            "--repeats",
-            "2",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--run-id",
-            "cal-demo",
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_cli(
+        "--config", str(cfg), "calibrate", "-m", "demo", "--repeats", "2",
+        "--runs-dir", str(tmp_path / "runs"), "--run-id", "cal-demo", timeout=600,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     for iid in ("fixtures__calc-1", "fixtures__textkit-2", "fixtures__ledger-3"):
@@ -213,11 +193,5 @@ def test_calibrate_cli_reports_the_demo_instances_stable(fixture_images, tmp_pat
     ],
 )
 def test_calibrate_bad_arguments(tmp_path, args, words):
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "calibrate", "-m", "demo", "--runs-dir", str(tmp_path), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli("calibrate", "-m", "demo", "--runs-dir", str(tmp_path), *args)
     assert done.returncode == 2 and done.stderr.strip() == words, done.stderr

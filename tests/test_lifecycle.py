@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.run.lifecycle import EvalRun, RunOptions
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _options(tmp_path, **over) -> RunOptions:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from harness.agents.predictions import load_predictions, parse_predictions_option
 from harness.errors import HarnessError
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_evals
 
 LEDGER_TEST_ONLY = """diff --git a/tests/test_pages.py b/tests/test_pages.py
 --- a/tests/test_pages.py
@@ -68,20 +65,9 @@ def test_a_bad_option_or_path_is_one_line(tmp_path):
         parse_predictions_option(f"byo={tmp_path / 'missing.jsonl'}")
 
 
-def _pytest(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ),
-    )
-
-
 def test_malformed_file_stops_the_run_with_one_error_line(tmp_path):
     path = _write(tmp_path / "bad.jsonl", ['{"instance_id": "fixtures__calc-1"}', "oops"])
-    done = _pytest("-m", "demo", "--predictions", f"byo={path}", "--collect-only")
+    done = run_evals("-m", "demo", "--predictions", f"byo={path}", "--collect-only")
     assert done.returncode == 4 and "Traceback" not in done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")]
     assert errors == [
@@ -101,7 +87,7 @@ def test_a_predictions_model_is_evaluated_recorded_and_ranked(fixture_images, tm
         ],
     )
     runs = tmp_path / "runs"
-    done = _pytest(
+    done = run_evals(
         "-m",
         "demo",
         "--models",

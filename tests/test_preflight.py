@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import run_evals
 
 
 def _evals(tmp_path, *args: str) -> subprocess.CompletedProcess:
     creds = tmp_path / "credentials.txt"
     creds.write_text("")
-    env = {**os.environ, "CHUTES_API_KEY": "", "OPENROUTER_API_KEY": ""}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "evals",
-            "-p",
-            "no:cacheprovider",
-            "--credentials",
-            str(creds),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--check-models",
-            "no",
-            *args,
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_evals(
+        "--credentials", str(creds), "--runs-dir", str(tmp_path / "runs"), "--check-models", "no", *args,
+        env={"CHUTES_API_KEY": "", "OPENROUTER_API_KEY": ""}, timeout=300,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]])

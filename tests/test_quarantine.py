@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_evals
 
 pytestmark = pytest.mark.containers
 
@@ -27,31 +26,10 @@ ENTRY = {
 
 
 def _run(cfg, runs, run_id, *extra) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "evals",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "demo",
-            "--models",
-            "gold",
-            "--harness-config",
-            str(cfg),
-            "--runs-dir",
-            str(runs),
-            "--run-id",
-            run_id,
-            *extra,
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_evals(
+        "-m", "demo", "--models", "gold", "--harness-config", str(cfg), "--runs-dir", str(runs),
+        "--run-id", run_id, *extra,
+    )  # fmt: skip
 
 
 def test_quarantined_instances_are_reported_apart_and_come_back_on_request(fixture_images, tmp_path):
