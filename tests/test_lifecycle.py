@@ -77,3 +77,38 @@ def test_dataset_provenance_in_records_is_typed(tmp_path):
     finally:
         ctx.close()
     assert info["revision_verified"] is False and info["fingerprint"].startswith("sha256:")
+
+
+@pytest.mark.containers
+def test_fixture_images_are_checked_once_per_run_and_again_when_it_resumes(
+    tmp_path, fixture_images, monkeypatch
+):
+    import harness.infra.containers as containers
+
+    checks = []
+    real = containers.build_fixture_images
+    monkeypatch.setattr(containers, "build_fixture_images", lambda *a, **k: checks.append(1) or real(*a, **k))
+    run = EvalRun(_options(tmp_path))
+    run.start()
+    contexts = [run.context() for _ in range(3)]  # as in three worker processes of one run
+    try:
+        contexts[0].ensure_fixture_images()
+        contexts[1].ensure_fixture_images()  # reads the first one's marker
+        assert len(checks) == 1
+        marker = run.paths.fixture_images_checked
+        assert {commit for _, commit in json.loads(marker.read_text())} == {
+            row["base_commit"] for row in fixture_images.values()
+        }
+        marker.write_text("[]")  # checked for other commits: check again
+        contexts[2].ensure_fixture_images()
+        assert len(checks) == 2
+    finally:
+        for ctx in contexts:
+            ctx.close()
+    run.finish(0)
+    assert marker.is_file()
+    run._owner.close()  # the process that ran the session would exit here, releasing the run
+    resumed = EvalRun(_options(tmp_path, run_id=None, resume="lifecycle-run"))
+    resumed.start()
+    resumed.stop_eval_server()
+    assert not marker.exists()  # images may have changed between sessions

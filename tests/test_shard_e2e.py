@@ -3,7 +3,7 @@ subprocess), merged with `python -m harness merge`, gives the same records and l
 unsharded run.
 
 What is compared: every CaseRecord field except what belongs to one run (run_id, started_at, finished_at,
-the times agent_wall_s / eval_wall_s / eval_queue_wait_s / case_wall_s / overhead_s / container_start_s /
+the times agent_wall_s / eval_wall_s / eval_queue_wait_s / case_wall_s / handoff_wait_s / overhead_s / container_start_s /
 container_remove_s, telemetry latencies_s and retry_wait_s, and artifact paths, which name the
 evaluation's run id: there the same artifact names must exist and point at files); every leaderboard.csv
 column except run_id, wall_s_median, wall_s_total and latency_p50/p90/p99; pairwise.csv and predictions
@@ -33,6 +33,7 @@ RUN_FIELDS = {
     "eval_wall_s",
     "eval_queue_wait_s",
     "case_wall_s",
+    "handoff_wait_s",
     "overhead_s",
     "container_start_s",
     "container_remove_s",

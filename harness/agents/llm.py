@@ -26,6 +26,20 @@ from harness.errors import ModelUnavailable, ProviderRetriesExhausted
 from harness.results.records import append_text
 
 
+def _litellm_logs_through_logging() -> None:
+    """litellm's own handler writes its records to whatever sys.stdout / sys.stderr is at that moment. From an
+    agent started ahead of its test (harness.run.prefetch) that can be the terminal itself, between two tests
+    while pytest's capture is suspended, unredacted. Without the handler, litellm's records reach the root
+    logger's handlers, which pytest owns (captured per test, --log-file, live logs) and the harness redacts."""
+    from litellm import _logging
+
+    for logger in (_logging.verbose_logger, _logging.verbose_router_logger, _logging.verbose_proxy_logger):
+        logger.removeHandler(_logging.handler)
+
+
+_litellm_logs_through_logging()
+
+
 @dataclass
 class CallRecord:
     started_at: float

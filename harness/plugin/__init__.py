@@ -25,6 +25,7 @@ from harness.run.lifecycle import CaseClock, EvalRun
 
 _CASE_ID = re.compile(r"test_swebench\[(.+)\]$")
 RUN_KEY = pytest.StashKey[EvalRun]()
+NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 
 
 def _run(config: pytest.Config) -> EvalRun | None:
@@ -51,7 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
     worker_input = getattr(config, "workerinput", None)
     try:
         options = replace(run_options(config), keywordexpr=config.option.keyword or "")
-        run = EvalRun(options, worker_run_id=worker_input["harness_run_id"] if worker_input else None)
+        run = EvalRun(
+            options,
+            worker_run_id=worker_input["harness_run_id"] if worker_input else None,
+            eval_server=worker_input.get("harness_eval_server") if worker_input else None,
+        )
         if run.is_controller and not config.option.collectonly:
             run.start()
             workers = getattr(config.option, "numprocesses", None)
@@ -77,7 +82,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_configure_node(node) -> None:  # xdist hook: hand the run id to each worker
-    node.workerinput["harness_run_id"] = _run(node.config).run_id
+    run = _run(node.config)
+    node.workerinput["harness_run_id"] = run.run_id
+    node.workerinput["harness_eval_server"] = str(run.eval_socket or "")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -99,10 +106,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item not in done]
 
 
-def _case_of(item: pytest.Item) -> Case | None:
+def _case_of(item: pytest.Item | None) -> Case | None:
     callspec = getattr(item, "callspec", None)
     case = callspec.params.get("case") if callspec else None
     return case if isinstance(case, Case) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Keep the item this process runs next: its agent starts while this case is graded (harness.run.prefetch)."""
+    item.stash[NEXT_ITEM] = nextitem
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +130,7 @@ def case_record(case: Case, harness_run, request: pytest.FixtureRequest) -> Case
     """Run the case (agent + official evaluation) and return its record; infra failures raise here (pytest error)."""
     run, clock = _run(request.config), CaseClock()
     try:
-        record = run.run_case(harness_run, case)
+        record = run.run_case(harness_run, case, _case_of(request.node.stash.get(NEXT_ITEM, None)))
     except pytest.fail.Exception as e:  # pytest-timeout's whole-case limit fires inside the case
         if "Timeout" not in str(e):
             raise
@@ -216,6 +229,7 @@ class RunHooks:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """The reports JUnit was written from were redacted; check the file anyway (in place on a full disk)."""
+        self.run.stop_eval_server()  # a session that ended before finish (interrupted, internal error)
         xmlpath = getattr(config.option, "xmlpath", None)
         if xmlpath and Path(xmlpath).is_file():
             from harness.infra.secrets import redact_file

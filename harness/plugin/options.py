@@ -89,6 +89,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="grade every patch afresh (default: reuse the machine's cached verdict of an identical evaluation)",
     )
     group.addoption(
+        "--no-prefetch",
+        action="store_true",
+        help="let a worker finish grading a case before it starts the next agent (default: the next agent "
+        "starts while the case is graded)",
+    )
+    group.addoption(
         "--include-quarantined",
         action="store_true",
         help="run and count instances config/quarantine.yaml quarantines (default: skipped as excluded)",
@@ -145,6 +151,7 @@ def run_options(config: pytest.Config) -> RunOptions:
         strict_integrity=bool(get("--strict-integrity")),
         include_quarantined=bool(get("--include-quarantined")),
         eval_cache=not (get("--no-eval-cache") or get("--compare-to")),  # a rerun's reproducibility: regrade
+        prefetch=not get("--no-prefetch"),
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
         attempts=get("--attempts"),
         agent=get("--agent"),

@@ -88,6 +88,7 @@ def _timings(rec: CaseRecord) -> str:
     lat = t.latencies_s
     timing = [
         ("agent", k.seconds(rec.agent_wall_s)),
+        ("patch waiting for its worker", k.seconds(rec.handoff_wait_s)),
         ("evaluation queue wait", k.seconds(rec.eval_queue_wait_s)),
         ("evaluation", k.seconds(rec.eval_wall_s)),
         ("overhead (set-up, containers, records)", k.seconds(rec.overhead_s)),

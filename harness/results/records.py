@@ -75,12 +75,15 @@ class CaseRecord(BaseModel):
     eval_queue_wait_s: float = 0.0
     eval_wall_s: float = 0.0
     case_wall_s: float = 0.0
+    handoff_wait_s: float = 0.0
+    """How long the finished agent's patch waited for its worker, still grading the case before (the agent was
+    started early, while that case was graded: harness.run.prefetch); 0 when the agent ran in its own turn."""
     overhead_s: float = 0.0
+    """Case wall time outside the agent, the hand-off, the evaluation queue and the evaluation (set-up,
+    container start and removal, record writing)."""
     container_start_s: float | None = None
     """Starting the agent's container (part of overhead_s); None where the backend does not say."""
     container_remove_s: float | None = None
-    """Case wall time outside the agent, the evaluation queue and the evaluation (set-up, container start
-    and removal, record writing)."""
     started_at: str = ""
     finished_at: str = ""
     telemetry: Telemetry = Telemetry()
@@ -189,6 +192,8 @@ class RunPaths:
         self.predictions = self.root / "predictions"
         self.leaderboard_csv = self.root / "leaderboard.csv"
         self.slots = self.root / ".slots"
+        self.fixture_images_checked = self.slots / "fixture-images.checked"
+        """Marker: the fixture images were checked in this session of the run (removed when it starts)."""
 
     def record(self, case_id: str) -> Path:
         return self.cases / f"{case_id}.json"

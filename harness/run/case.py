@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for
@@ -114,8 +117,21 @@ def skip_reason(ctx: RunContext, case: Case, model: ModelEntry) -> tuple[str, st
     return None
 
 
-def run_case(ctx: RunContext, case: Case) -> CaseRecord:
-    """One attempt: agent, classification, official evaluation; the record is on disk when this returns."""
+@dataclass
+class AgentPhase:
+    """A case's agent, done: what grading and the record need (harness.run.prefetch runs it a case early)."""
+
+    model: ModelEntry
+    row: dict
+    task: AgentTask
+    result: AgentResult
+    started: str
+    t0: float
+    finished: float = field(default_factory=time.monotonic)
+
+
+def run_agent(ctx: RunContext, case: Case) -> AgentPhase:
+    """The case's agent (or its skip: quarantined, no key, unavailable, budget), up to its patch."""
     started, t0 = _now(), time.monotonic()
     model = ctx.cfg.catalog.get(case.model_id)
     row = ctx.row(case.split, case.instance_id)
@@ -125,7 +141,26 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
         result = AgentResult(patch="", exit_status="NotStarted", infra_class=skip[0], infra_error=skip[1])
     else:
         result = runner_for(model, ctx.backend).run(task)
-    fields: dict = {"outcome_class": "", "message": "", "errors": []}
+    return AgentPhase(model, row, task, result, started, t0)
+
+
+def run_case(
+    ctx: RunContext,
+    case: Case,
+    agent: Future[AgentPhase] | None = None,
+    after_agent: Callable[[], None] | None = None,
+) -> CaseRecord:
+    """One attempt: agent, classification, official evaluation; the record is on disk when this returns.
+
+    `agent`: the case's agent started earlier (harness.run.prefetch); `after_agent` runs once the agent is
+    done and before grading (it starts the next case's agent).
+    """
+    phase = agent.result() if agent is not None else run_agent(ctx, case)
+    handoff = time.monotonic() - phase.finished if agent is not None else 0.0
+    if after_agent is not None:
+        after_agent()
+    model, row, task, result = phase.model, phase.row, phase.task, phase.result
+    fields: dict = {"outcome_class": "", "message": "", "errors": [], "handoff_wait_s": round(handoff, 3)}
     if result.infra_class in SKIP_CLASSES:
         fields.update(
             outcome=Outcome.SKIPPED, outcome_class=result.infra_class, message=result.infra_error or ""
@@ -142,7 +177,7 @@ def run_case(ctx: RunContext, case: Case) -> CaseRecord:
         fields.update(grade_patch(ctx, case, row, result.patch))
     if result.patch:
         write_text_atomic(task.artifacts_dir / "patch.diff", result.patch)  # redacted before it is written
-    return save_record(ctx, case, model, row, result, fields, started=started, t0=t0)
+    return save_record(ctx, case, model, row, result, fields, started=phase.started, t0=phase.t0)
 
 
 def save_record(
@@ -160,7 +195,9 @@ def save_record(
     """Build the CaseRecord, redact it and its artifacts, write it atomically, clear the running marker."""
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
     case_wall = time.monotonic() - t0
-    inside = result.wall_s + fields.get("eval_queue_wait_s", 0.0) + fields.get("eval_wall_s", 0.0)
+    inside = result.wall_s + sum(
+        fields.get(k, 0.0) for k in ("handoff_wait_s", "eval_queue_wait_s", "eval_wall_s")
+    )
     record = CaseRecord(
         run_id=ctx.run_id,
         case_id=case.case_id,
@@ -204,18 +241,26 @@ def save_record(
     return record
 
 
-def execute_case(ctx: RunContext, case: Case, *, infra_retries: int = 0) -> CaseRecord:
+def execute_case(
+    ctx: RunContext,
+    case: Case,
+    *,
+    infra_retries: int = 0,
+    agent: Future[AgentPhase] | None = None,
+    after_agent: Callable[[], None] | None = None,
+) -> CaseRecord:
     """run_case with resume (a finished model outcome is kept), a running marker, and in-run infra retries.
 
     An infra error is re-run up to `infra_retries` times; the earlier tries' artifacts are set aside
     (artifacts/<case_id>.infra-<n>) and their errors kept in the final record. The attempt number never changes.
+    `agent` and `after_agent` (harness.run.prefetch) apply to the first try.
     """
     if (previous := previous_record(ctx.paths, case.case_id)) is not None:
         return previous
     errors: list[dict[str, str]] = []
     for tries in range(infra_retries + 1):
         mark_running(ctx.paths, case.case_id)
-        record = run_case(ctx, case)
+        record = run_case(ctx, case, agent, after_agent) if tries == 0 else run_case(ctx, case)
         if record.outcome != Outcome.ERROR or tries == infra_retries:
             break
         errors += record.errors

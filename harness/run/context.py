@@ -80,6 +80,7 @@ class RunContext:
         eval_cache: bool = True,
         eval_backend: str = "docker",
         agent_env: str = "docker",
+        eval_server: Path | None = None,
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -98,6 +99,8 @@ class RunContext:
         """docker | modal (--eval-backend): where the official evaluator runs."""
         self.agent_env = agent_env
         """docker | modal (--agent-env): where the agent's instance container runs."""
+        self.eval_server = eval_server
+        """The run's evaluation server's socket (harness.infra.eval_server); None: evaluate in this process."""
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
         self._runtime: Runtime | None = None
@@ -167,6 +170,10 @@ class RunContext:
     def ensure_fixture_images(self) -> None:
         """Build (or reuse) the fixture images once per run, under a lock shared by the run's workers.
 
+        The first process to get the lock checks (and if needed builds) the images and leaves a marker; the
+        others see it and go on, instead of asking the runtime about every image one after another (about
+        2 s each on a busy machine). The controller removes the marker when the run (or its resume) starts.
+
         The images are built from the same repos this process reads the fixture rows from.
         """
         if self._fixture_images_ready:
@@ -177,9 +184,14 @@ class RunContext:
 
         self.row(FIXTURES_SLICE, FIXTURE_IDS[0])  # writes the fixture repos once per process
         self.paths.slots.mkdir(parents=True, exist_ok=True)
+        rows = self._rows[FIXTURES_SLICE]
+        wanted = json.dumps(sorted((i, r["base_commit"]) for i, r in rows.items()))
+        checked = self.paths.fixture_images_checked
         with open(self.paths.slots / "fixture-images.lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            build_fixture_images(self.runtime, self._rows[FIXTURES_SLICE], self._fixture_repos)
+            if not checked.is_file() or checked.read_text() != wanted:  # the first worker checks for all
+                build_fixture_images(self.runtime, rows, self._fixture_repos)
+                checked.write_text(wanted)
         self._fixture_images_ready = True
 
     @property

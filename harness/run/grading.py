@@ -8,10 +8,12 @@ A hit reuses the report of an earlier evaluation of the same patch on the same i
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from harness.config import FIXTURES_SLICE
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
 from harness.infra.eval_cache import cache_key
+from harness.infra.eval_server import evaluate_remote
 from harness.infra.evaluation import EvalResult, classify_evaluation, eval_log_dir, eval_slot, evaluate_patch
 from harness.infra.modal import evaluate_patch_modal
 from harness.outcomes import Outcome, OutcomeClass
@@ -41,7 +43,7 @@ def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
     else:
         target = ctx.cfg.agent.evaluation.cpu_target_percent
         with eval_slot(ctx.paths.slots, ctx.eval_workers, cpu_target=target) as waited:
-            ev = (evaluate_patch_modal if ctx.eval_backend == "modal" else evaluate_patch)(  # --eval-backend
+            ev = _evaluator(ctx)(
                 row,
                 patch,
                 model_id=case.model_id,
@@ -56,6 +58,15 @@ def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
             meta = {"run_id": ctx.run_id, "case_id": case.case_id, "integrity": ev.integrity}
             ctx.eval_cache.store(key, ev.log_dir, {**meta, "test_exit_status": ev.test_exit_status})
     return {**_verdict_fields(ctx, ev, waited), **cache}
+
+
+def _evaluator(ctx: RunContext):
+    """Modal (--eval-backend modal), the run's evaluation server, or this process (no server: calibrate, library use)."""
+    if ctx.eval_backend == "modal":
+        return evaluate_patch_modal
+    if ctx.eval_server is not None:
+        return partial(evaluate_remote, ctx.eval_server)
+    return evaluate_patch
 
 
 def _key(ctx: RunContext, row: dict, patch: str, namespace: str, case: Case) -> str | None:

@@ -24,9 +24,11 @@ from harness.results.records import CaseRecord, RunPaths, disk_error, finished_c
 from harness.run.grid import Case, build_grid, cases_selected_by, grids_selected_by, keyword_selected
 from harness.run.manifest import CpuSampler, new_run_id
 from harness.run.options import RunOptions, check_numbers
+from harness.run.prefetch import AgentPrefetch
 
 if TYPE_CHECKING:
     from harness.infra.containers import Runtime
+    from harness.infra.eval_server import EvalServer
     from harness.run.context import RunContext
     from harness.run.finish import RunSummary
     from harness.run.shard import ShardPlan
@@ -50,7 +52,9 @@ class CaseClock:
 class EvalRun:
     """One run as seen by one process. Raises HarnessError (one line) for anything the user can fix."""
 
-    def __init__(self, options: RunOptions, *, worker_run_id: str | None = None):
+    def __init__(
+        self, options: RunOptions, *, worker_run_id: str | None = None, eval_server: str | None = None
+    ):
         from harness.run.start import (
             check_instances,
             check_run_id,
@@ -106,6 +110,10 @@ class EvalRun:
         self._owner: IO[str] | None = None
         """The run's owner lock (harness.run.start.claim_run), held until this process exits."""
         self._ledger = None
+        self._eval_server: EvalServer | None = None
+        self._prefetch = AgentPrefetch()
+        self.eval_socket: Path | None = Path(eval_server) if eval_server else None
+        """The run's evaluation server (harness.infra.eval_server); None: this process evaluates itself."""
 
     # -- start (controller) -------------------------------------------------------------------------
 
@@ -138,7 +146,17 @@ class EvalRun:
             record_shard(self.paths, self.shard_plan)
         self._sampler = CpuSampler()
         self._sampler.start()
+        if self.options.eval_backend == "docker":
+            from harness.infra.eval_server import EvalServer
+
+            self._eval_server = EvalServer.start()
+            self.eval_socket = self._eval_server.socket_path
         self.started = True
+
+    def stop_eval_server(self) -> None:
+        if self._eval_server is not None:
+            self._eval_server.stop()
+            self._eval_server = None
 
     def image_needs(self, cases: list[Case]):
         """The instance images `cases` need (harness.infra.images.ImageNeed), in this run's namespace."""
@@ -229,16 +247,28 @@ class EvalRun:
             eval_cache=self.options.eval_cache,
             eval_backend=self.options.eval_backend,
             agent_env=self.options.agent_env,
+            eval_server=self.eval_socket,
         )
 
-    def run_case(self, ctx: RunContext, case: Case) -> CaseRecord:
-        """One case end to end; its record is on disk when this returns. Infra trouble raises CaseInfraError."""
+    def run_case(self, ctx: RunContext, case: Case, next_case: Case | None = None) -> CaseRecord:
+        """One case end to end; its record is on disk when this returns. Infra trouble raises CaseInfraError.
+
+        `next_case` (the case this process runs next): its agent starts as soon as this case's agent is done,
+        while this case is graded (harness.run.prefetch).
+        """
         from harness.run.case import execute_case
 
+        def start_next() -> None:
+            if next_case is not None and self.options.prefetch:
+                self._prefetch.start(ctx, next_case)
+
         try:
-            if case.split == "fixtures" and case.model_id != "empty":
+            agent = self._prefetch.take(case.case_id)
+            if agent is None and case.split == "fixtures" and case.model_id != "empty":
                 ctx.ensure_fixture_images()
-            return execute_case(ctx, case, infra_retries=self.options.infra_retries)
+            return execute_case(
+                ctx, case, infra_retries=self.options.infra_retries, agent=agent, after_agent=start_next
+            )
         except HarnessError as e:
             raise CaseInfraError(str(e)) from None
         except OSError as e:  # a full disk (or a folder gone read-only) while writing the case's files
@@ -258,6 +288,7 @@ class EvalRun:
             return
         from harness.run.finish import finish_run, load_compare_run
 
+        self.stop_eval_server()  # every case has its verdict by now
         samples = self._sampler.stop() if self._sampler else []
         try:
             self.summary = finish_run(

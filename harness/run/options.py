@@ -28,6 +28,8 @@ class RunOptions:
     include_quarantined: bool = False
     eval_cache: bool = True
     """False under --no-eval-cache: every patch is graded afresh (and nothing is stored)."""
+    prefetch: bool = True
+    """False under --no-prefetch: a worker grades each case before it starts the next agent."""
     models: tuple[str, ...] | None = None
     attempts: int | None = None
     agent: str | None = None
