@@ -38,10 +38,15 @@ class CpuSampler:
         """Sum of cpu_percent since the last call over this process tree, divided by the CPU count.
         A process seen for the first time only starts its measurement (psutil's first call gives 0)."""
         try:
-            me = psutil.Process()
-            current = [me, *me.children(recursive=True)]
+            current = [psutil.Process(pid) for pid in _tree(os.getpid())]
         except psutil.Error:
-            return 0.0
+            current = []
+        if not current:
+            try:
+                me = psutil.Process()
+                current = [me, *me.children(recursive=True)]
+            except psutil.Error:
+                return 0.0
         total, seen = 0.0, {}
         for proc in current:
             known = self._procs.get(proc.pid)
@@ -71,6 +76,28 @@ class CpuSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         return self.samples
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and its descendants from /proc/<pid>/task/<tid>/children: a few reads per process of the tree,
+    where psutil's children() reads every process on the machine (hundreds: podman keeps a conmon per
+    exec session for minutes). Empty when the kernel does not offer the files (psutil is used then)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        found.append(pid)
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                if pid == root:
+                    return []
+    return found
 
 
 def _dataset_lock_summary(cfg: HarnessConfig) -> dict[str, Any]:
