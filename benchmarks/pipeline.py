@@ -74,6 +74,35 @@ def peak_rss(pid: int, stop: threading.Event, out: dict[int, int]) -> None:
         return
 
 
+class MachineCpu:
+    """The whole machine's CPU percent (psutil, every 0.5 s) while a side runs: its mean says whether the
+    side waited on the LLM (room left) or on the CPU (containers, evaluations, imports)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import psutil
+
+        psutil.cpu_percent(None)
+        while not self._stop.wait(0.5):
+            self.samples.append(psutil.cpu_percent(None))
+
+    def __enter__(self) -> MachineCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.samples) if self.samples else float("nan")
+
+
 def build_images() -> None:
     """Build (or reuse) the fixture images before either side is timed: neither pays for them."""
     done = subprocess.run([sys.executable, "-m", "harness", "images", "fixtures"], cwd=ROOT, env=_env(),
@@ -94,13 +123,14 @@ def run_harness(tmp: Path, url: str, models: int, workers: int, slots: int, pref
     rss: dict[int, int] = {}
     stop = threading.Event()
     t0, began = time.monotonic(), time.time()
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    sampler = threading.Thread(target=peak_rss, args=(proc.pid, stop, rss), daemon=True)
-    sampler.start()
-    output = proc.communicate(timeout=1800)[0]
-    wall, ended = time.monotonic() - t0, time.time()
+    with MachineCpu() as cpu:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        sampler = threading.Thread(target=peak_rss, args=(proc.pid, stop, rss), daemon=True)
+        sampler.start()
+        output = proc.communicate(timeout=1800)[0]
+        wall, ended = time.monotonic() - t0, time.time()
     stop.set()
     server_rss = rss.pop(-1, 0)
     records = [json.loads(p.read_text()) for p in (tmp / "runs" / "pipe" / "cases").glob("*.json")]
@@ -108,7 +138,7 @@ def run_harness(tmp: Path, url: str, models: int, workers: int, slots: int, pref
         raise SystemExit(f"harness run failed ({proc.returncode}):\n{output[-3000:]}")
     announced = next((line for line in output.splitlines() if "agent worker(s)" in line), "")
     return {"wall": wall, "began": began, "ended": ended, "records": records, "rss": sorted(rss.values()),
-            "server_rss": server_rss, "announced": announced}  # fmt: skip
+            "server_rss": server_rss, "announced": announced, "cpu": cpu.mean}  # fmt: skip
 
 
 # --- (b) two-phase, in a subprocess of its own ---------------------------------------------------------
@@ -162,11 +192,12 @@ def run_two_phase(tmp: Path, url: str, models: int, workers: int, slots: int) ->
     cmd = [sys.executable, str(Path(__file__).resolve()), "--two-phase-child", str(tmp), "--url", url,
            "--models", str(models), "--workers", str(workers), "--eval-slots", str(slots)]  # fmt: skip
     t0 = time.monotonic()
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
+    with MachineCpu() as cpu:
+        done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
     wall = time.monotonic() - t0
     if done.returncode != 0:
         raise SystemExit(f"two-phase run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return {"wall": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
+    return {"wall": wall, "cpu": cpu.mean, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def _epoch(stamp: str) -> float:
