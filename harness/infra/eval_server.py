@@ -2,15 +2,16 @@
 
 swebench's evaluator pulls in `datasets`, pyarrow and docker (about 150 MB and 1.5 s of imports); litellm is
 another 190 MB. Loaded in every xdist worker, the two put each worker over 340 MB. Instead the controller
-starts this server when the run starts (`EvalServer.start`): it imports the evaluator once and forks one
-child per request, so concurrent evaluations share nothing (swebench keeps its log folder in a module
-global), start without import cost, and a crashing evaluation takes only itself down.
+starts this server when the run starts (`EvalServer.start`): it imports the evaluator once, on the first
+request (a run whose patches are all cache hits, empty or skipped never does), and forks one child per
+request, so concurrent evaluations share nothing (swebench keeps its log folder in a module global), start
+without import cost, and a crashing evaluation takes only itself down.
 
-The evaluator is imported on the first request, in the server before it forks (a run whose patches are
-all cache hits, empty or skipped never imports it). Workers keep the evaluation slots and the CPU governor (harness.infra.evaluation.eval_slot): a worker holds
+Workers keep the evaluation slots and the CPU governor (harness.infra.evaluation.eval_slot): a worker holds
 its slot, sends one JSON request over a Unix socket in a private (0700) temp folder, and waits for the
 `EvalResult`. The server exits when the process that started it is gone (a controller killed with SIGKILL
-leaves no server behind), and never writes a file of its own: an evaluation's errors come back in its result.
+leaves no server behind). Its only file is `start-error.txt` in that folder when it cannot bind; an
+evaluation's errors come back in its result.
 """
 
 from __future__ import annotations
@@ -155,18 +156,20 @@ class _Handler(socketserver.StreamRequestHandler):
         row, patch = request.pop("row"), request.pop("patch")
         request["log_root"] = Path(request["log_root"])
         if load_error := getattr(self.server, "load_error", None):
-            message = " ".join(f"the evaluation server could not load the evaluator: {load_error}".split())
-            result = _infra(_log_dir(row, request), start, message[:400])
+            message = _one_line(f"the evaluation server could not load the evaluator: {load_error}")
+            result = _infra(_log_dir(row, request), start, message)
         else:
             try:
                 result = evaluate_patch(row, patch, **request)
             except Exception as e:  # the evaluator failed: an infra error of this case, not of the server
-                result = _infra(_log_dir(row, request), start, _one_line(e))
+                result = _infra(
+                    _log_dir(row, request), start, _one_line(f"evaluator failed: {type(e).__name__}: {e}")
+                )
         self.wfile.write(json.dumps(result_to_json(result)).encode() + b"\n")
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(f"evaluator failed: {type(e).__name__}: {e}".split())[:400]
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:400]
 
 
 class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):

@@ -12,7 +12,7 @@ import os
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.config import FIXTURES_SLICE, HarnessConfig
@@ -21,6 +21,9 @@ from harness.errors import HarnessError
 from harness.infra.containers import Runtime, detect_runtime
 from harness.infra.eval_cache import EvalCache, default_root
 from harness.results.records import RunPaths
+
+if TYPE_CHECKING:
+    from harness.run.grid import Case
 
 
 def package_versions() -> dict[str, str]:
@@ -166,6 +169,12 @@ class RunContext:
     @property
     def _fixture_repos(self) -> Path:
         return Path(self._tmp.name) / "fixture-repos"
+
+    def ensure_images_for(self, case: Case) -> None:
+        """The images `case`'s agent and evaluation need, where the harness builds them: the fixture images
+        (an `empty` case runs nothing in them). Pulled images are checked when the run starts."""
+        if case.split == FIXTURES_SLICE and case.model_id != "empty":
+            self.ensure_fixture_images()
 
     def ensure_fixture_images(self) -> None:
         """Build (or reuse) the fixture images once per run, under a lock shared by the run's workers.

@@ -264,8 +264,8 @@ class EvalRun:
 
         try:
             agent = self._prefetch.take(case.case_id)
-            if agent is None and case.split == "fixtures" and case.model_id != "empty":
-                ctx.ensure_fixture_images()
+            if agent is None:  # a prefetched agent saw to them in its thread
+                ctx.ensure_images_for(case)
             return execute_case(
                 ctx, case, infra_retries=self.options.infra_retries, agent=agent, after_agent=start_next
             )

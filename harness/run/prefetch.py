@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from harness.results.records import mark_running
-from harness.run.case import AgentPhase, previous_record, run_agent
-from harness.run.context import RunContext
-from harness.run.grid import Case
+
+# harness.run.case is imported when an agent starts, not at collection: harness.run.lifecycle imports this.
+if TYPE_CHECKING:
+    from harness.run.case import AgentPhase
+    from harness.run.context import RunContext
+    from harness.run.grid import Case
 
 
 class AgentPrefetch:
@@ -30,6 +34,8 @@ class AgentPrefetch:
 
     def start(self, ctx: RunContext, case: Case) -> None:
         """Start `case`'s agent in a daemon thread, unless it is started or finished already."""
+        from harness.run.case import previous_record, run_agent
+
         if case.case_id in self._started or previous_record(ctx.paths, case.case_id) is not None:
             return
         mark_running(ctx.paths, case.case_id)
@@ -37,8 +43,7 @@ class AgentPrefetch:
 
         def run() -> None:
             try:
-                if case.split == "fixtures" and case.model_id != "empty":
-                    ctx.ensure_fixture_images()
+                ctx.ensure_images_for(case)
                 future.set_result(run_agent(ctx, case))
             except (
                 BaseException
