@@ -68,6 +68,15 @@ def _live_case_with_container(
     return "", 0
 
 
+def _is_python(proc: psutil.Process) -> bool:
+    """A python child of the controller; False for one that ended since it was listed (the controller's short
+    podman calls at start do), which is not the controller ending."""
+    try:
+        return "python" in proc.name().lower()
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _kill_a_live_case(proc: subprocess.Popen, runtime, paths: RunPaths, seed: int) -> Kill:
     """SIGKILL the worker of the `nth` live case seen with a container up, then the controller's group."""
     rng = random.Random(seed)
@@ -76,9 +85,10 @@ def _kill_a_live_case(proc: subprocess.Popen, runtime, paths: RunPaths, seed: in
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            workers = {p.pid for p in psutil.Process(proc.pid).children() if "python" in p.name().lower()}
+            children = psutil.Process(proc.pid).children()
         except psutil.NoSuchProcess:
             break  # the run ended first: asserted below (no victim)
+        workers = {p.pid for p in children if _is_python(p)}
         case_id, pid = _live_case_with_container(runtime, paths, workers, seen)
         if case_id and len(seen) >= nth:
             kill.records_at_worker_kill = len(list(paths.cases.glob("*.json")))
