@@ -134,3 +134,11 @@ def distribution_quantiles(dist: dict[float, float], qs: tuple[float, ...]) -> l
                 out.append(value)
                 break
     return out
+
+
+def shadow_with_broken_package(tmp: Path, monkeypatch, name: str, message: str) -> None:
+    """Child processes started after this import a package `name` that raises ImportError(message)."""
+    broken = tmp / "site"
+    (broken / name).mkdir(parents=True)
+    (broken / name / "__init__.py").write_text(f"raise ImportError({message!r})\n")
+    monkeypatch.setenv("PYTHONPATH", f"{broken}{os.pathsep}{ROOT}")

@@ -5,20 +5,24 @@ results, and the server never outlives the process that started it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
-from harness.infra.eval_server import EvalServer, evaluate_remote
+from harness.infra import fork_server
+from harness.infra.eval_server import EvalServer, evaluate_remote, spec_hash_remote
 from harness.infra.evaluation import evaluate_patch
-from tests.helpers import ROOT
+from tests.helpers import ROOT, shadow_with_broken_package
 
 pytestmark = pytest.mark.containers
 
@@ -101,10 +105,7 @@ def test_a_stopped_server_is_a_one_line_infra_result_at_once(tmp_path):
 
 
 def test_a_server_that_cannot_load_the_evaluator_says_why(tmp_path, monkeypatch):
-    broken = tmp_path / "site"
-    (broken / "docker").mkdir(parents=True)
-    (broken / "docker" / "__init__.py").write_text("raise ImportError('docker SDK is broken here')\n")
-    monkeypatch.setenv("PYTHONPATH", f"{broken}{os.pathsep}{ROOT}")
+    shadow_with_broken_package(tmp_path, monkeypatch, "docker", "docker SDK is broken here")
     srv = EvalServer.start()
     try:
         result = evaluate_remote(srv.socket_path, {"instance_id": "o__r-1"}, "diff", **_kwargs(tmp_path, "m"))
@@ -139,3 +140,45 @@ def test_the_server_exits_when_the_process_that_started_it_is_killed(tmp_path):
         server.kill()
         pytest.fail("the evaluation server outlived the process that started it")
     assert not os.path.exists(os.path.dirname(socket_path))  # and took its socket folder with it
+
+
+def _listening(socket_path) -> bool:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if str(socket_path) in (fork_server.listening_unix_paths() or set()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_folder_left_by_a_killed_server_is_removed_when_the_next_one_starts(monkeypatch):
+    tmp = tempfile.mkdtemp(prefix="hs-")  # short: a Unix socket path has ~100 characters
+    monkeypatch.setattr(tempfile, "tempdir", tmp)
+    killed, live = EvalServer.start(), EvalServer.start()
+    try:
+        assert _listening(killed.socket_path) and _listening(live.socket_path)
+        killed.proc.kill()  # as a SIGKILL of the whole process group does: no clean-up runs
+        killed.proc.wait()
+        assert killed.socket_path.exists()
+        young_dead = Path(tempfile.mkdtemp(prefix=EvalServer.prefix))
+        old = time.time() - 2 * fork_server.STALE_AFTER_S
+        for folder in (killed.socket_path.parent, live.socket_path.parent):
+            os.utime(folder, (old, old))
+        new = EvalServer.start()
+        new.stop()
+        assert not killed.socket_path.parent.exists()  # left over: removed
+        assert live.socket_path.parent.exists() and _listening(live.socket_path)  # in use: kept
+        assert young_dead.exists()  # may be a server that has not bound yet: kept
+    finally:
+        live.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_the_cache_spec_hash_is_the_servers_and_equals_the_local_one(fixture_rows, server):
+    from harness.infra.eval_cache import spec_hash
+
+    for row in fixture_rows.values():
+        assert spec_hash_remote(server.socket_path, row) == spec_hash(row)
+    stopped = EvalServer.start()
+    stopped.stop()
+    assert spec_hash_remote(stopped.socket_path, next(iter(fixture_rows.values()))) is None

@@ -110,5 +110,5 @@ def test_fixture_images_are_checked_once_per_run_and_again_when_it_resumes(
     run._owner.close()  # the process that ran the session would exit here, releasing the run
     resumed = EvalRun(_options(tmp_path, run_id=None, resume="lifecycle-run"))
     resumed.start()
-    resumed.stop_eval_server()
+    resumed.stop_servers()
     assert not marker.exists()  # images may have changed between sessions

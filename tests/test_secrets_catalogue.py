@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -27,6 +28,7 @@ from harness.demo.llm_server import ECHO_FORMS, Fault, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.infra.redaction import forms_of
 from tests.conftest import ROOT
+from tests.helpers import labelled_containers
 
 pytestmark = pytest.mark.containers
 KEY = 'sk-pl4nt"ed\\key/' + uuid.uuid4().hex[:24]
@@ -151,24 +153,44 @@ def test_a_key_from_mini_swe_agents_own_env_file_is_redacted(odd_keys_run):
     assert "[REDACTED:OPENAI_API_KEY]" in record["message"]
 
 
-def test_ctrl_c_during_a_request_prints_no_key(fixture_images, tmp_path):
-    """-l --fulltrace and Ctrl-C while the request is in flight: pytest prints every frame's arguments,
-    among them the request's kwargs with api_key; the terminal writer redacts them."""
+def _is_agent_server(process: psutil.Process) -> bool:
+    try:
+        return "harness.agents.server" in process.cmdline()
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.parametrize("agent_in_process", [False, True], ids=["agent-server", "in-process"])
+def test_ctrl_c_during_a_request_prints_no_key(fixture_images, runtime, tmp_path, agent_in_process):
+    """-l --fulltrace and Ctrl-C while the request is in flight. In the worker (--agent-in-process) pytest prints
+    every frame's arguments, among them the request's kwargs with api_key: the terminal writer redacts them.
+    In the agent server's fork the key is in no frame the terminal sees, and the interrupted agent's container
+    is removed by the fork itself (the worker's closed connection interrupts it)."""
+    run_id = f"ctrl-c-{'in' if agent_in_process else 'srv'}"
     with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
         server.add_faults(Fault("latency", delay_s=120))
         proc = _evals(
-            tmp_path, "ctrl-c", "--models", "sim", "-k", "calc", "-l", "--fulltrace",
+            tmp_path, run_id, "--models", "sim", "-k", "calc", "-l", "--fulltrace",
             "--model-spec", f"id=sim,litellm=openai/sim,api_base={server.url},api_key_env=SIMCRED",
+            *(["--agent-in-process"] if agent_in_process else []),
             env={"SIMCRED": KEY}, popen=True,
         )  # fmt: skip
         deadline = time.monotonic() + 300
         while not server.requests and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        servers = [p for p in psutil.Process(proc.pid).children(recursive=True) if _is_agent_server(p)]
+        proc.send_signal(signal.SIGINT)  # the controller only, as the agent server's fork gets no signal
         output, _ = proc.communicate(timeout=300)
+        _, alive = psutil.wait_procs(servers, timeout=30)
     assert server.requests, output.decode(errors="replace")[-3000:]
     assert b"KeyboardInterrupt" in output
-    assert b"[REDACTED:SIMCRED]" in output, "the frames' arguments (api_key) were printed, redacted"
+    if agent_in_process:
+        assert b"[REDACTED:SIMCRED]" in output, "the frames' arguments (api_key) were printed, redacted"
+        assert servers == []
+    else:
+        assert len(servers) == 2, "the agent server and the fork running the agent"
+        assert alive == [], "the interrupted agent's fork outlived its worker's connection"
+    assert labelled_containers(runtime, run_id=run_id) == [], "the interrupted agent's container was left"
     blobs = _written(tmp_path) | {"terminal": output}
     assert _found(blobs, _every_form(KEY)) == []

@@ -39,8 +39,9 @@ class AgentTask:
     """Budget ledger hook before each request (raises budget.BudgetExhausted)."""
     settle_call: Callable[[int, float | None, str], None] | None = None
     ledger: Any = None
-    """The run's budget ledger (harness.infra.budget.Ledger) for backends whose requests happen in another
-    process (SWE-agent: it opens the same SQLite file there); None = no budget (baselines, scripted)."""
+    """The run's budget ledger (harness.infra.budget.Ledger) for agents whose requests happen in another
+    process (SWE-agent, the agent server: they open the same SQLite file there); None = no budget (baselines,
+    scripted)."""
 
 
 @dataclass
@@ -66,6 +67,17 @@ class AgentResult:
     """A backend's own model-outcome class for an attempt without a patch (e.g. SWE-agent's context-limit)."""
 
 
+def with_budget_hooks(task: AgentTask) -> AgentTask:
+    """`task` with its reserve/settle hooks on its ledger (set again in a process the task was sent to)."""
+    if task.ledger is not None:
+        ledger, provider, case_id = task.ledger, task.model.provider or task.model.id, task.case_id
+        task.reserve_call = lambda: ledger.reserve_call(provider, case_id)
+        task.settle_call = lambda call_id, cost, status: ledger.settle_call(
+            call_id, cost_usd=cost, status=status
+        )
+    return task
+
+
 def looks_like_diff(patch: str) -> bool:
     """A git diff (any `diff --git` header: binary, rename and mode-only diffs included) or a unified diff."""
     lines = patch.splitlines()
@@ -83,8 +95,9 @@ class AgentRunner(Protocol):
 BACKENDS = ("mini", "sweagent")
 
 
-def runner_for(model: ModelEntry, backend: str = "mini") -> AgentRunner:
-    """The runner for `model` under `backend`: gold needs no agent; everything else runs in the chosen agent."""
+def runner_for(model: ModelEntry, backend: str = "mini", agent_server: Path | None = None) -> AgentRunner:
+    """The runner for `model` under `backend`: gold needs no agent; everything else runs in the chosen agent
+    (mini-swe-agent in a fork of the run's agent server when there is one: harness.agents.server)."""
     if model.kind == "predictions":
         from harness.agents.predictions import PredictionsRunner
 
@@ -97,6 +110,10 @@ def runner_for(model: ModelEntry, backend: str = "mini") -> AgentRunner:
         from harness.agents.sweagent import SweAgentRunner
 
         return SweAgentRunner()
+    if agent_server is not None:
+        from harness.agents.server import RemoteMiniRunner
+
+        return RemoteMiniRunner(agent_server)
     from harness.agents.mini import MiniRunner
 
     return MiniRunner()

@@ -55,13 +55,16 @@ def spec_hash(row: dict) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cache_key(row: dict, patch: str, image_digest: str, evaluator_version: str) -> str:
+def cache_key(
+    row: dict, patch: str, image_digest: str, evaluator_version: str, spec: str | None = None
+) -> str:
+    """The entry's key; `spec` is `spec_hash(row)` when the caller has it already (computed here otherwise)."""
     material = {
         "instance_id": row["instance_id"],
         "patch_sha256": hashlib.sha256(normalize_patch(patch).encode()).hexdigest(),
         "image_digest": image_digest,
         "evaluator": f"{evaluator_version}+{PROBE_VERSION}",
-        "spec": spec_hash(row),
+        "spec": spec or spec_hash(row),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 

@@ -56,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
             options,
             worker_run_id=worker_input["harness_run_id"] if worker_input else None,
             eval_server=worker_input.get("harness_eval_server") if worker_input else None,
+            agent_server=worker_input.get("harness_agent_server") if worker_input else None,
         )
         if run.is_controller and not config.option.collectonly:
             run.start()
@@ -85,6 +86,7 @@ def pytest_configure_node(node) -> None:  # xdist hook: hand the run id to each 
     run = _run(node.config)
     node.workerinput["harness_run_id"] = run.run_id
     node.workerinput["harness_eval_server"] = str(run.eval_socket or "")
+    node.workerinput["harness_agent_server"] = str(run.agent_socket or "")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -229,7 +231,7 @@ class RunHooks:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """The reports JUnit was written from were redacted; check the file anyway (in place on a full disk)."""
-        self.run.stop_eval_server()  # a session that ended before finish (interrupted, internal error)
+        self.run.stop_servers()  # a session that ended before finish (interrupted, internal error)
         xmlpath = getattr(config.option, "xmlpath", None)
         if xmlpath and Path(xmlpath).is_file():
             from harness.infra.secrets import redact_file

@@ -95,6 +95,12 @@ def add_options(parser: pytest.Parser) -> None:
         "starts while the case is graded)",
     )
     group.addoption(
+        "--agent-in-process",
+        action="store_true",
+        help="run mini-swe-agent inside each worker, e.g. to debug it with --pdb (default: in forks of the run's "
+        "agent server, which imports litellm once for all workers)",
+    )
+    group.addoption(
         "--include-quarantined",
         action="store_true",
         help="run and count instances config/quarantine.yaml quarantines (default: skipped as excluded)",
@@ -152,6 +158,7 @@ def run_options(config: pytest.Config) -> RunOptions:
         include_quarantined=bool(get("--include-quarantined")),
         eval_cache=not (get("--no-eval-cache") or get("--compare-to")),  # a rerun's reproducibility: regrade
         prefetch=not get("--no-prefetch"),
+        agent_server=not get("--agent-in-process"),
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
         attempts=get("--attempts"),
         agent=get("--agent"),

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for
+from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for, with_budget_hooks
 from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
 from harness.config.catalog import missing_key, provider_settings
 from harness.errors import HarnessError
@@ -58,7 +58,7 @@ def agent_task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> Age
     limits = ctx.cfg.agent.agent
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
     needs_runtime = model.kind in ("scripted", "litellm") or (model.kind == "empty" and ctx.backend != "mini")
-    return AgentTask(
+    task = AgentTask(
         run_id=ctx.run_id,
         case_id=case.case_id,
         attempt=case.attempt,
@@ -77,16 +77,9 @@ def agent_task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> Age
         else None,
         retry=ctx.cfg.agent.retries,
         mini_config=str(ctx.mini_config),
-        reserve_call=(lambda: ctx.ledger.reserve_call(model.provider or model.id, case.case_id))
-        if model.kind == "litellm"
-        else None,
-        settle_call=(
-            lambda call_id, cost, status: ctx.ledger.settle_call(call_id, cost_usd=cost, status=status)
-        )
-        if model.kind == "litellm"
-        else None,
-        ledger=ctx.ledger if model.kind == "litellm" else None,  # SWE-agent opens it in its own process
+        ledger=ctx.ledger if model.kind == "litellm" else None,
     )
+    return with_budget_hooks(task)  # the agent server's fork makes them again from task.ledger
 
 
 def _api_base(ctx: RunContext, model: ModelEntry) -> str | None:
@@ -140,7 +133,7 @@ def run_agent(ctx: RunContext, case: Case) -> AgentPhase:
     if skip := skip_reason(ctx, case, model):
         result = AgentResult(patch="", exit_status="NotStarted", infra_class=skip[0], infra_error=skip[1])
     else:
-        result = runner_for(model, ctx.backend).run(task)
+        result = runner_for(model, ctx.backend, agent_server=ctx.agent_server).run(task)
     return AgentPhase(model, row, task, result, started, t0)
 
 

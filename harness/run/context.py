@@ -84,6 +84,7 @@ class RunContext:
         eval_backend: str = "docker",
         agent_env: str = "docker",
         eval_server: Path | None = None,
+        agent_server: Path | None = None,
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -98,12 +99,15 @@ class RunContext:
         self.eval_cache = EvalCache(default_root(runs_dir)) if eval_cache else None
         """The machine's content-addressed evaluation cache; None under --no-eval-cache."""
         self._digests: dict[str, str | None] = {}
+        self._spec_hashes: dict[str, str] = {}
         self.eval_backend = eval_backend
         """docker | modal (--eval-backend): where the official evaluator runs."""
         self.agent_env = agent_env
         """docker | modal (--agent-env): where the agent's instance container runs."""
         self.eval_server = eval_server
         """The run's evaluation server's socket (harness.infra.eval_server); None: evaluate in this process."""
+        self.agent_server = agent_server
+        """The run's agent server's socket (harness.agents.server); None: mini-swe-agent runs in this process."""
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
         self._runtime: Runtime | None = None
@@ -131,6 +135,25 @@ class RunContext:
             if not digest:
                 return self._digests.pop(image)  # not pulled yet: ask again next time
         return self._digests[image]
+
+    def spec_hash(self, row: dict) -> str | None:
+        """The instance's evaluation spec hash (harness.infra.eval_cache.spec_hash), once per process: by the
+        evaluation server when there is one, which has swebench loaded (a worker would load it for this alone:
+        ~150 MB and 1.5 s of CPU each). None when the server cannot answer."""
+        instance_id = row["instance_id"]
+        if instance_id not in self._spec_hashes:
+            if self.eval_server is not None:
+                from harness.infra.eval_server import spec_hash_remote
+
+                found = spec_hash_remote(self.eval_server, row)
+            else:
+                from harness.infra.eval_cache import spec_hash
+
+                found = spec_hash(row)
+            if found is None:
+                return None
+            self._spec_hashes[instance_id] = found
+        return self._spec_hashes[instance_id]
 
     def use_rows(self, split: str, rows: dict[str, dict]) -> None:
         """Instance rows given by the caller for `split` (calibrating an instance set built elsewhere)."""

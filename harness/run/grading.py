@@ -76,7 +76,8 @@ def _key(ctx: RunContext, row: dict, patch: str, namespace: str, case: Case) -> 
     from harness.infra.containers import instance_image_name
 
     digest = ctx.image_digest(instance_image_name(case.instance_id, namespace))
-    return cache_key(row, patch, digest, ctx.versions.get("swebench", "")) if digest else None
+    spec = ctx.spec_hash(row) if digest else None
+    return cache_key(row, patch, digest, ctx.versions.get("swebench", ""), spec) if spec else None
 
 
 def _verdict_fields(ctx: RunContext, ev: EvalResult, waited: float) -> dict:

@@ -27,6 +27,7 @@ from harness.run.options import RunOptions, check_numbers
 from harness.run.prefetch import AgentPrefetch
 
 if TYPE_CHECKING:
+    from harness.agents.server import AgentServer
     from harness.infra.containers import Runtime
     from harness.infra.eval_server import EvalServer
     from harness.run.context import RunContext
@@ -53,7 +54,12 @@ class EvalRun:
     """One run as seen by one process. Raises HarnessError (one line) for anything the user can fix."""
 
     def __init__(
-        self, options: RunOptions, *, worker_run_id: str | None = None, eval_server: str | None = None
+        self,
+        options: RunOptions,
+        *,
+        worker_run_id: str | None = None,
+        eval_server: str | None = None,
+        agent_server: str | None = None,
     ):
         from harness.run.start import (
             check_instances,
@@ -114,6 +120,9 @@ class EvalRun:
         self._prefetch = AgentPrefetch()
         self.eval_socket: Path | None = Path(eval_server) if eval_server else None
         """The run's evaluation server (harness.infra.eval_server); None: this process evaluates itself."""
+        self._agent_server: AgentServer | None = None
+        self.agent_socket: Path | None = Path(agent_server) if agent_server else None
+        """The run's agent server (harness.agents.server); None: mini-swe-agent runs in this process."""
 
     # -- start (controller) -------------------------------------------------------------------------
 
@@ -151,12 +160,26 @@ class EvalRun:
 
             self._eval_server = EvalServer.start()
             self.eval_socket = self._eval_server.socket_path
+        if self.options.agent_server and self.runs_llm_agents():
+            from harness.agents.server import AgentServer
+
+            self._agent_server = AgentServer.start()
+            self.agent_socket = self._agent_server.socket_path
         self.started = True
 
-    def stop_eval_server(self) -> None:
+    def runs_llm_agents(self) -> bool:
+        """Whether mini-swe-agent talks to a model in this run (its imports are then worth loading once)."""
+        return self.backend == "mini" and any(
+            self.cfg.catalog.get(c.model_id).kind in LLM_KINDS for c in self.selected
+        )
+
+    def stop_servers(self) -> None:
         if self._eval_server is not None:
             self._eval_server.stop()
             self._eval_server = None
+        if self._agent_server is not None:
+            self._agent_server.stop()
+            self._agent_server = None
 
     def image_needs(self, cases: list[Case]):
         """The instance images `cases` need (harness.infra.images.ImageNeed), in this run's namespace."""
@@ -229,10 +252,8 @@ class EvalRun:
         from harness.run.context import RunContext
 
         workers = self.options.eval_workers
-        if self.backend == "mini" and any(
-            self.cfg.catalog.get(c.model_id).kind in LLM_KINDS for c in self.selected
-        ):
-            _warm_llm_imports()
+        if self.agent_socket is None and self.runs_llm_agents():
+            _warm_llm_imports()  # no agent server: mini-swe-agent runs in this process
         return RunContext(
             self.cfg,
             self.run_id,
@@ -248,6 +269,7 @@ class EvalRun:
             eval_backend=self.options.eval_backend,
             agent_env=self.options.agent_env,
             eval_server=self.eval_socket,
+            agent_server=self.agent_socket,
         )
 
     def run_case(self, ctx: RunContext, case: Case, next_case: Case | None = None) -> CaseRecord:
@@ -288,7 +310,7 @@ class EvalRun:
             return
         from harness.run.finish import finish_run, load_compare_run
 
-        self.stop_eval_server()  # every case has its verdict by now
+        self.stop_servers()  # every case has its verdict by now
         samples = self._sampler.stop() if self._sampler else []
         try:
             self.summary = finish_run(

@@ -30,6 +30,8 @@ class RunOptions:
     """False under --no-eval-cache: every patch is graded afresh (and nothing is stored)."""
     prefetch: bool = True
     """False under --no-prefetch: a worker grades each case before it starts the next agent."""
+    agent_server: bool = True
+    """False under --agent-in-process: mini-swe-agent runs in the worker, not in the run's agent server."""
     models: tuple[str, ...] | None = None
     attempts: int | None = None
     agent: str | None = None
