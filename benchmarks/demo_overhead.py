@@ -67,7 +67,7 @@ queue and the evaluation.
 - **median {med:.2f} s** (target <= 1 s: {"within target" if med <= 1.0 else "**misses the target**"}),
   max {max(over):.2f} s; of the median case: container start {statistics.median(start):.2f} s, removal
   {statistics.median(remove):.2f} s, the rest (set-up, classification, records) {statistics.median(other):.2f} s.
-  A worker's first LLM case also waits for litellm's import when it has not finished in the background.
+  The run's first agents also wait for the agent server's litellm import when the run has just started.
 
 | case | agent | evaluation | overhead |
 |---|---|---|---|

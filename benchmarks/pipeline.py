@@ -1,12 +1,13 @@
 """The harness's pipeline against two-phase, on the same grid (targets: <= 0.8x two-phase wall, >= 0.85 of
-the ideal, <= 300 MB peak RSS per xdist worker, median per-case overhead <= 1 s).
+the ideal, <= 300 MB peak RSS per agent slot, median per-case overhead <= 1 s).
 
 Grid: the 3 bundled fixture instances x M scripted models (`--model-spec` entries on one scripted
 OpenAI-compatible server that waits `--latency` seconds on every request, so agents wait like real ones).
 
 (a) harness: `pytest evals -m demo --models s1..sM -n W --eval-workers E --no-eval-cache`: agents and
     evaluations overlap (each case is evaluated as soon as its agent ends, in one of E slots, by the run's
-    evaluation server, while its worker already runs the next case's agent; `--no-prefetch` for the A/B).
+    evaluation server, while its worker already runs the next case's agent in a fork of the run's agent
+    server; `--no-prefetch` and `--agent-in-process` for the A/B).
 (b) two-phase, as SWE-agent's run-batch and mini-swe-agent's batch mode do it: every agent first
     (W threads, the same mini-swe-agent runner), then every prediction through the official evaluator
     (E processes, the same `run_instance`), in a subprocess of its own.
@@ -54,8 +55,8 @@ def _env() -> dict[str, str]:
 
 
 def peak_rss(pid: int, stop: threading.Event, out: dict[int, int]) -> None:
-    """Sample the RSS of `pid`'s xdist workers (and, as -1, of its evaluation server) until `stop`; keep each
-    process's peak."""
+    """Sample the RSS of `pid`'s xdist workers (and, as -1 and -2, of its evaluation and agent servers; as -3,
+    the largest USS of an agent's fork) until `stop`; keep each process's peak."""
     import psutil
 
     try:
@@ -68,6 +69,10 @@ def peak_rss(pid: int, stop: threading.Event, out: dict[int, int]) -> None:
                         out[child.pid] = max(out.get(child.pid, 0), child.memory_info().rss)
                     elif "harness.infra.eval_server" in cmdline and child.ppid() == pid:  # not its forks
                         out[-1] = max(out.get(-1, 0), child.memory_info().rss)
+                    elif "harness.agents.server" in cmdline and child.ppid() == pid:
+                        out[-2] = max(out.get(-2, 0), child.memory_info().rss)
+                    elif "harness.agents.server" in cmdline:  # an agent's fork: the pages it does not share
+                        out[-3] = max(out.get(-3, 0), child.memory_full_info().uss)
                 except psutil.Error:
                     continue
     except psutil.Error:
@@ -111,10 +116,10 @@ def build_images() -> None:
         raise SystemExit(f"building the fixture images failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def run_harness(tmp: Path, url: str, models: int, workers: int, slots: int, prefetch: bool = True) -> dict:
-    args = ["--models", ",".join(f"s{k}" for k in range(1, models + 1))]
-    if not prefetch:
-        args.append("--no-prefetch")
+def run_harness(
+    tmp: Path, url: str, models: int, workers: int, slots: int, flags: tuple[str, ...] = ()
+) -> dict:
+    args = ["--models", ",".join(f"s{k}" for k in range(1, models + 1)), *flags]
     for spec in model_specs(url, models):
         args += ["--model-spec", spec]
     cmd = [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-m", "demo", *args,
@@ -132,13 +137,14 @@ def run_harness(tmp: Path, url: str, models: int, workers: int, slots: int, pref
         output = proc.communicate(timeout=1800)[0]
         wall, ended = time.monotonic() - t0, time.time()
     stop.set()
-    server_rss = rss.pop(-1, 0)
+    server_rss, agent_server_rss, fork_uss = rss.pop(-1, 0), rss.pop(-2, 0), rss.pop(-3, 0)
     records = [json.loads(p.read_text()) for p in (tmp / "runs" / "pipe" / "cases").glob("*.json")]
     if proc.returncode != 0 or not records:
         raise SystemExit(f"harness run failed ({proc.returncode}):\n{output[-3000:]}")
     announced = next((line for line in output.splitlines() if "agent worker(s)" in line), "")
     return {"wall": wall, "began": began, "ended": ended, "records": records, "rss": sorted(rss.values()),
-            "server_rss": server_rss, "announced": announced, "cpu": cpu.mean}  # fmt: skip
+            "server_rss": server_rss, "agent_server_rss": agent_server_rss, "fork_uss": fork_uss,
+            "announced": announced, "cpu": cpu.mean}  # fmt: skip
 
 
 # --- (b) two-phase, in a subprocess of its own ---------------------------------------------------------
@@ -231,15 +237,28 @@ def section(a: dict, b: dict, args: argparse.Namespace) -> str:
     rss_mb = [round(x / 2**20) for x in a["rss"]]
     rss = ", ".join(f"{m} MB" for m in rss_mb) or "not sampled"
     server_mb = round(a["server_rss"] / 2**20)
+    agent_server_mb, fork_mb = round(a["agent_server_rss"] / 2**20), round(a["fork_uss"] / 2**20)
+    agent_memory = (
+        f"the run's agent server (litellm and mini-swe-agent, once per run) {agent_server_mb} MB, and each "
+        f"agent's fork at most {fork_mb} MB of its own (USS): per agent slot {max(rss_mb, default=0) + fork_mb} MB"
+        if agent_server_mb
+        else "mini-swe-agent and litellm in each worker (no agent server)"
+    )
     parts = breakdown(a, args.workers)
-    flags = " --no-prefetch" if args.no_prefetch else ""
+    servers = "evaluation server's" if args.agent_in_process else "evaluation and agent servers'"
+    first_round_why = (
+        "each worker imports litellm, ~6 s of CPU, all at once"
+        if args.agent_in_process
+        else "the first agents wait for the agent server's one litellm import, ~6 s of CPU, and all start at once"
+    )
+    flags = "".join(f" {f}" for f in harness_flags(args))
     cmd = (f"`.venv/bin/python benchmarks/pipeline.py --models {args.models} --latency {args.latency:g} "
            f"--workers {args.workers} --eval-slots {args.eval_slots}{flags}"
            f"{f' --label {args.label!r}' if args.label else ''} --write`")  # fmt: skip
     heading = "## Pipeline" + (f" ({args.label})" if args.label else "")
     no_prefetch = (
         ", the next agent not started while a case is graded (--no-prefetch)" if args.no_prefetch else ""
-    )
+    ) + (", mini-swe-agent inside each worker (--agent-in-process)" if args.agent_in_process else "")
     row_a = (f"| (a) harness, agents and evaluations overlapping | {a['wall']:.1f} s | {a['cpu']:.0f} % "
              f"| sum of agent time {agent_sum:.1f} s, of evaluation time {eval_sum:.1f} s |")  # fmt: skip
     row_b = (f"| (b) two-phase (agents, then `run_instance` on the predictions) | {b['wall']:.1f} s "
@@ -268,16 +287,25 @@ cache off{no_prefetch}. The fixture images are built before either side is timed
   worker start and the first case's imports, which the ideal does not.
 - **where the harness's wall went** (from its records, one-second resolution): {parts["startup"]:.0f} s from
   process start to the first case (pytest, the workers importing pytest and the harness, collection, the
-  evaluation server's start); the first case of each worker then spent {parts["first_round_extra"]:.1f} s
-  more outside its agent loop than later cases (each worker imports litellm, ~6 s of CPU, all at once);
+  {servers} start); the first case of each worker then spent {parts["first_round_extra"]:.1f} s
+  more outside its agent loop than later cases ({first_round_why});
   {parts["cases"]:.0f} s from the first case's start to the last verdict; {parts["tail"]:.0f} s to exit.
 - **median per-case overhead** (case wall outside agent loop, hand-off, queue and evaluation, the agent's
   container start and removal included): {median_overhead:.2f} s over {len(overheads)} cases
   (max {max(overheads):.2f} s; the demo's own figure is in "Demo per-case overhead").
-- **peak RSS per xdist worker**: {rss} (target <= 300 MB: {verdict(bool(rss_mb) and max(rss_mb) <= 300)});
-  the run's evaluation server (one process per run; its forks share its pages): {server_mb} MB.
+- **peak RSS per xdist worker**: {rss}; {agent_memory}
+  (target <= 300 MB per agent slot: {verdict(bool(rss_mb) and max(rss_mb) + fork_mb <= 300)}); the run's
+  evaluation server (one process per run; its forks share its pages): {server_mb} MB.
 - The terminal announced: `{a["announced"].strip()}`.
 """
+
+
+def harness_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(
+        f
+        for f, on in (("--no-prefetch", args.no_prefetch), ("--agent-in-process", args.agent_in_process))
+        if on
+    )
 
 
 def main() -> None:
@@ -289,6 +317,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="keep the harness run under this folder")
     parser.add_argument("--no-prefetch", action="store_true", help="run the harness with --no-prefetch")
+    parser.add_argument(
+        "--agent-in-process", action="store_true", help="run the harness with --agent-in-process"
+    )
     parser.add_argument("--label", default="", help='section heading: "## Pipeline (LABEL)"')
     parser.add_argument("--two-phase-child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--url", default=None, help=argparse.SUPPRESS)
@@ -300,15 +331,15 @@ def main() -> None:
     from harness.demo.scripts import FIXTURE_SCRIPTS
 
     build_images()
-    prefetch = not args.no_prefetch
+    flags = harness_flags(args)
     with ScriptedLLMServer(list(FIXTURE_SCRIPTS), latency_s=args.latency) as server:
         with tempfile.TemporaryDirectory(prefix="bench-two-phase-") as tmp:
             b = run_two_phase(Path(tmp), server.url, args.models, args.workers, args.eval_slots)
         if args.keep is not None:
-            a = run_harness(args.keep, server.url, args.models, args.workers, args.eval_slots, prefetch)
+            a = run_harness(args.keep, server.url, args.models, args.workers, args.eval_slots, flags)
         else:
             with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-                a = run_harness(Path(tmp), server.url, args.models, args.workers, args.eval_slots, prefetch)
+                a = run_harness(Path(tmp), server.url, args.models, args.workers, args.eval_slots, flags)
     text = section(a, b, args)
     print(text)
     if args.write:
