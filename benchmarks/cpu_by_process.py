@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pipeline import build_images, run_harness  # noqa: E402
+from benchmarks.pipeline import add_grid_arguments, build_images, run_harness  # noqa: E402
 
 
 def kind(process) -> str | None:
@@ -110,10 +110,7 @@ class CpuByProcess:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=6)
-    parser.add_argument("--latency", type=float, default=2.0)
-    parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--eval-slots", type=int, default=2)
+    add_grid_arguments(parser, models=6, latency=2.0, workers=6)
     parser.add_argument("--agent-in-process", action="store_true")
     args = parser.parse_args()
     from harness.demo.llm_server import ScriptedLLMServer

@@ -300,6 +300,14 @@ cache off{no_prefetch}. The fixture images are built before either side is timed
 """
 
 
+def add_grid_arguments(parser: argparse.ArgumentParser, *, models: int, latency: float, workers: int) -> None:
+    """The grid's options (every benchmark of the pipeline grid takes them)."""
+    parser.add_argument("--models", type=int, default=models)
+    parser.add_argument("--latency", type=float, default=latency, help="seconds before each LLM answer")
+    parser.add_argument("--workers", type=int, default=workers)
+    parser.add_argument("--eval-slots", type=int, default=2)
+
+
 def harness_flags(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(
         f
@@ -310,10 +318,7 @@ def harness_flags(args: argparse.Namespace) -> tuple[str, ...]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=4)
-    parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--eval-slots", type=int, default=2)
+    add_grid_arguments(parser, models=4, latency=0.5, workers=4)
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="keep the harness run under this folder")
     parser.add_argument("--no-prefetch", action="store_true", help="run the harness with --no-prefetch")
