@@ -47,11 +47,16 @@ def model_specs(url: str, n: int) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {
+    """Both sides' environment. Python's default bytecode cache is on: a sandbox that sets
+    PYTHONDONTWRITEBYTECODE (this one does) recompiles the harness's modules in every process it starts, which
+    costs the harness (a controller, N workers, two servers) ~0.7 CPU-s per process and two-phase once."""
+    env = {
         **os.environ,
         "OPENAI_API_KEY": "scripted-server-needs-no-key",
         "HARNESS_EVAL_CACHE": "/nonexistent",
     }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def peak_rss(pid: int, stop: threading.Event, out: dict[int, int]) -> None:
@@ -117,8 +122,10 @@ def build_images() -> None:
 
 
 def run_harness(
-    tmp: Path, url: str, models: int, workers: int, slots: int, flags: tuple[str, ...] = ()
+    tmp: Path, url: str, models: int, workers: int, slots: int, flags: tuple[str, ...] = (), root: Path = ROOT
 ) -> dict:
+    """Side (a). `root`: the source tree whose harness runs (benchmarks/ab.py --base: another revision's, on
+    this tree's .venv, first on PYTHONPATH so it shadows the editable install here)."""
     args = ["--models", ",".join(f"s{k}" for k in range(1, models + 1)), *flags]
     for spec in model_specs(url, models):
         args += ["--model-spec", spec]
@@ -129,8 +136,9 @@ def run_harness(
     stop = threading.Event()
     t0, began = time.monotonic(), time.time()
     with MachineCpu() as cpu:
+        env = _env() if root == ROOT else {**_env(), "PYTHONPATH": str(root)}
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         sampler = threading.Thread(target=peak_rss, args=(proc.pid, stop, rss), daemon=True)
         sampler.start()

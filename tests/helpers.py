@@ -3,11 +3,15 @@ CaseRecords, and a look at the labelled containers of a run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,3 +146,49 @@ def shadow_with_broken_package(tmp: Path, monkeypatch, name: str, message: str) 
     (broken / name).mkdir(parents=True)
     (broken / name / "__init__.py").write_text(f"raise ImportError({message!r})\n")
     monkeypatch.setenv("PYTHONPATH", f"{broken}{os.pathsep}{ROOT}")
+
+
+class RecordingDockerProxy:
+    """A Unix socket that forwards byte for byte to a Docker API socket and records each request's method and
+    path, so a test can see which API calls a client made (e.g. no /version)."""
+
+    REQUEST = re.compile(rb"(GET|POST|PUT|DELETE|HEAD) (/\S*) HTTP/1\.[01]\r\n")
+
+    def __init__(self, upstream: str, folder: Path):
+        self.upstream = upstream.removeprefix("unix://")
+        self.path = folder / "docker-proxy.sock"
+        self.requests: list[str] = []
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def __enter__(self) -> RecordingDockerProxy:
+        self._server.bind(str(self.path))
+        self._server.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if record:
+                    self.requests += [f"{m.decode()} {p.decode()}" for m, p in self.REQUEST.findall(data)]
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.agents import AgentResult, looks_like_diff
-from harness.infra.evaluation import classify_evaluation, eval_slot, failing_tests_message
+from harness.infra.eval_slots import eval_slot
+from harness.infra.evaluation import classify_evaluation, failing_tests_message
 from harness.run.case import patch_class
 
 SAMPLES = Path(__file__).resolve().parent / "samples" / "swebench-eval"
@@ -274,7 +275,8 @@ def test_eval_slot_two_slots_no_wait(tmp_path: Path, holder) -> None:
         assert proc.is_alive()  # both inside at once
         assert released.value == 0.0
     assert waited < 0.15
-    assert sorted(p.name for p in (tmp_path / ".slots").iterdir()) == ["slot-0.lock", "slot-1.lock"]
+    assert sorted(p.name for p in (tmp_path / ".slots").iterdir()) == ["queue", "slot-0.lock", "slot-1.lock"]
+    assert list((tmp_path / ".slots" / "queue").iterdir()) == []  # no ticket left behind
 
 
 def test_eval_slot_released_after_exception(tmp_path: Path) -> None:
@@ -282,6 +284,55 @@ def test_eval_slot_released_after_exception(tmp_path: Path) -> None:
         raise RuntimeError("evaluator crashed")
     with eval_slot(tmp_path, 1, poll_s=0.02) as waited:
         assert waited < 0.1
+
+
+def enter_and_log(slots_dir: str, index: int, log: str) -> None:
+    with eval_slot(Path(slots_dir), 1, poll_s=0.01):
+        with open(log, "a") as out:
+            out.write(f"{index}\n")
+        time.sleep(0.03)
+
+
+def _queue_behind(ctx, slots: Path, index: int, log: Path):
+    """Start a process that queues for the slot; return once its ticket is in the queue."""
+    proc = ctx.Process(target=enter_and_log, args=(str(slots), index, str(log)))
+    proc.start()
+    deadline = time.monotonic() + 10
+    while not list((slots / "queue").glob(f"*-{proc.pid}-*")):
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.01)
+    return proc
+
+
+def test_waiters_get_the_slot_in_the_order_they_came(tmp_path: Path) -> None:
+    """First come, first served: without the queue, whoever polled first after a release won (on the pipeline
+    benchmark one patch waited 27.8 s behind later ones)."""
+    ctx = multiprocessing.get_context("fork")
+    slots, log = tmp_path / ".slots", tmp_path / "order.txt"
+    with eval_slot(slots, 1, poll_s=0.01):
+        waiters = [_queue_behind(ctx, slots, i, log) for i in range(6)]
+    for proc in waiters:
+        proc.join(20)
+        assert proc.exitcode == 0
+    assert log.read_text().split() == [str(i) for i in range(6)]
+    assert list((slots / "queue").iterdir()) == []
+
+
+def test_a_waiter_that_died_in_the_queue_holds_nobody_up(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    slots, log = tmp_path / ".slots", tmp_path / "order.txt"
+    with eval_slot(slots, 1, poll_s=0.01):
+        dead = _queue_behind(ctx, slots, 0, log)
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.join(10)
+        alive = _queue_behind(ctx, slots, 1, log)
+    alive.join(10)
+    assert alive.exitcode == 0
+    assert log.read_text().split() == ["1"]
+    assert list((slots / "queue").iterdir()) == []  # the dead waiter's ticket was removed
 
 
 def test_report_json_copied_verbatim(tmp_path: Path) -> None:
@@ -334,7 +385,7 @@ def test_the_governor_reads_the_real_cpu(tmp_path: Path, holder) -> None:
     """With every CPU thread spinning, psutil reports the machine busy and slot 1 is refused."""
     import os
 
-    from harness.infra.evaluation import _cpu_percent
+    from harness.infra.eval_slots import _cpu_percent
 
     ctx = multiprocessing.get_context("fork")
     spinners = [ctx.Process(target=_spin, args=(3.0,)) for _ in range(os.cpu_count() or 1)]

@@ -81,3 +81,25 @@ def test_a_missing_image_is_an_infrastructure_error(fixture_images, tmp_path):
     )
     assert result.infra
     assert result.outcome_class == "evaluator-error"
+
+
+def test_the_evaluator_learns_the_api_version_from_ping_not_version(
+    fixture_images, runtime, tmp_path, monkeypatch
+):
+    """podman answers GET /version in ~0.6 s of CPU (it asks the package manager for its components); the
+    docker SDK asks it once per client, so once per evaluation. The evaluator reads /_ping's Api-Version."""
+    from tests.helpers import RecordingDockerProxy
+
+    upstream = runtime.docker_host or "unix:///var/run/docker.sock"
+    if not upstream.startswith("unix://"):
+        pytest.skip(f"the Docker API is not a Unix socket here ({upstream})")
+    with RecordingDockerProxy(upstream, tmp_path) as proxy:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+        row = fixture_images["fixtures__textkit-2"]
+        result = _evaluate(fixture_images, tmp_path, "fixtures__textkit-2", row["patch"])
+    assert result.outcome_class == "resolved", result.message
+    assert any(r.endswith("/_ping") for r in proxy.requests), proxy.requests
+    assert not [r for r in proxy.requests if r.endswith("/version")], proxy.requests
+    assert any("/containers/create" in r for r in proxy.requests), (
+        proxy.requests
+    )  # the proxy saw the evaluation

@@ -19,7 +19,6 @@ the session was interrupted) the child interrupts its agent, whose `finally` rem
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import pickle
@@ -188,7 +187,6 @@ def _load_agent() -> None:
     from harness.agents import llm, mini  # noqa: F401  (litellm, mini-swe-agent's model)
 
     mini.redacting_agent_class(), mini.capped_environment_class()  # the agent and its environment
-    gc.freeze()  # the imports live as long as the server: forks neither collect nor copy their pages
 
 
 def main(argv: list[str]) -> None:

@@ -7,14 +7,13 @@ cache hits, empty or skipped never does), and forks one child per request, so co
 nothing (swebench keeps its log folder in a module global), start without import cost, and a crashing
 evaluation takes only itself down.
 
-Workers keep the evaluation slots and the CPU governor (harness.infra.evaluation.eval_slot): a worker holds
+Workers keep the evaluation slots and the CPU governor (harness.infra.eval_slots.eval_slot): a worker holds
 its slot, sends one JSON request over the server's Unix socket, and waits for the `EvalResult`. An
 evaluation's errors come back in its result.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import socketserver
@@ -141,7 +140,6 @@ def _load_evaluator() -> None:
     from harness.demo.fixtures import register_fixture_repos
 
     register_fixture_repos()
-    gc.freeze()  # the imports live as long as the server: forks neither collect nor copy their pages
 
 
 def main(argv: list[str]) -> None:

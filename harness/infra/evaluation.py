@@ -1,17 +1,13 @@
-"""The official SWE-bench evaluator (swebench 4.1.0, in-process), evaluation slots shared across workers,
-and the classification of what the evaluator said.
+"""The official SWE-bench evaluator (swebench 4.1.0, in-process) and the classification of what it said.
 
-Each case is evaluated right after its agent finishes, inside one of N slots (file locks under the run
-directory), so agents (I/O bound) and evaluations (CPU bound) of different cases overlap.
+Each case is evaluated right after its agent finishes, inside one of N slots shared by the run's processes
+(harness.infra.eval_slots), so agents (I/O bound) and evaluations (CPU bound) of different cases overlap.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,53 +34,6 @@ class EvalResult:
         return (self.report or {}).get("tests_status")
 
 
-@contextmanager
-def eval_slot(
-    slots_dir: Path,
-    n_slots: int,
-    poll_s: float = 0.2,
-    cpu_target: float | None = None,
-    cpu_percent: Callable[[], float] | None = None,
-) -> Iterator[float]:
-    """Hold one of `n_slots` evaluation slots (shared by every process of the run); yields the wait in seconds.
-
-    With `cpu_target`, slots beyond the first are admitted only while the machine's CPU is under it (the
-    governor): evaluations are what load the CPU, agents mostly wait on the LLM, so a large -n cannot push
-    the machine over the target. Slot 0 is always admitted, so evaluations never starve.
-    """
-    slots_dir.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    handles = [open(slots_dir / f"slot-{i}.lock", "a+") for i in range(n_slots)]  # noqa: SIM115
-    held = None
-    try:
-        while held is None:
-            for index, handle in enumerate(handles):
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                if index and cpu_target is not None and (cpu_percent or _cpu_percent)() >= cpu_target:
-                    fcntl.flock(handle, fcntl.LOCK_UN)  # the machine is busy: wait for slot 0 or calm
-                    continue
-                held = handle
-                break
-            if held is None:
-                time.sleep(poll_s)
-        yield time.monotonic() - start
-    finally:
-        if held is not None:
-            fcntl.flock(held, fcntl.LOCK_UN)
-        for handle in handles:
-            handle.close()
-
-
-def _cpu_percent() -> float:
-    """The machine's CPU use over the last 0.2 s, all threads (psutil)."""
-    import psutil
-
-    return float(psutil.cpu_percent(interval=0.2))
-
-
 class _LabellingContainers:
     def __init__(self, containers: Any, labels: dict[str, str]):
         self._containers, self._labels = containers, labels
@@ -109,6 +58,24 @@ class LabellingClient:
         return getattr(self._client, name)
 
 
+def docker_client(timeout: int) -> Any:
+    """`docker.from_env()` at the API version the daemon's /_ping announces, without the SDK's /version round
+    trip: podman answers /version in ~0.6 s of CPU (it asks the package manager for its components' versions),
+    once per evaluation; /_ping's Api-Version header is the same number for ~0.01 s. A daemon that sends no
+    such header gets the SDK's own detection."""
+    import docker
+    from docker.constants import MINIMUM_DOCKER_API_VERSION
+
+    probe = docker.from_env(version=MINIMUM_DOCKER_API_VERSION, timeout=30)
+    try:
+        version = probe.api.get(probe.api.base_url + "/_ping").headers.get("Api-Version") or "auto"
+    except Exception:  # noqa: BLE001 - no answer: let the SDK's detection say what is wrong
+        version = "auto"
+    finally:
+        probe.close()
+    return docker.from_env(version=version, timeout=timeout)
+
+
 def eval_log_dir(log_root: Path, eval_run_id: str, model_id: str, instance_id: str) -> Path:
     """Where swebench's run_instance writes an evaluation's files under `log_root`."""
     return log_root / eval_run_id / model_id.replace("/", "__") / instance_id
@@ -126,7 +93,6 @@ def evaluate_patch(
     labels: dict[str, str] | None = None,
 ) -> EvalResult:
     """Run swebench's `run_instance` on one prediction and classify its result."""
-    import docker
     from swebench.harness import run_evaluation
     from swebench.harness.constants import START_TEST_OUTPUT
     from swebench.harness.test_spec.test_spec import make_test_spec
@@ -145,7 +111,7 @@ def evaluate_patch(
         spec.eval_script_list = integrity.add_exit_status_probe(
             spec.eval_script_list, nonce, START_TEST_OUTPUT
         )
-        client = docker.from_env(timeout=max(120, timeout_s))
+        client = docker_client(timeout=max(120, timeout_s))
     except Exception as e:  # no spec for the repo/version, no Docker API: the evaluator could not start
         message = " ".join(f"evaluator could not start: {type(e).__name__}: {e}".split())[:400]
         return EvalResult("evaluator-error", False, True, time.monotonic() - start, log_dir, None, message)

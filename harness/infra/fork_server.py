@@ -13,6 +13,7 @@ removes the folder it left. Its only file is `start-error.txt` in that folder wh
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import socket
@@ -145,10 +146,16 @@ class ForkingServer(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     def ensure_loaded(self) -> None:
         if self._load is not None:
             load, self._load = self._load, None
+            # What the import makes lives as long as the server: collecting while importing costs ~15 % of
+            # litellm's import CPU and finds ~2000 objects of garbage.
+            gc.disable()
             try:
                 load()
             except Exception as e:  # every request is answered with it, none is lost
                 self.load_error = f"{type(e).__name__}: {e}"
+            finally:
+                gc.freeze()  # forks neither collect nor copy (by touching) the imports' pages
+                gc.enable()
 
     def process_request(self, request, client_address) -> None:
         self.ensure_loaded()

@@ -183,7 +183,7 @@ def run_options(config: pytest.Config) -> RunOptions:
 WORKER_CAP = 12
 """DESIGN.md (Budgets and concurrency): -n is capped at 12 (the design card: 16 threads -> 12 workers).
 Agent workers mostly wait on the LLM, so they are not capped by the CPU count: the 80 % CPU target is
-held by admitting evaluations (harness.infra.evaluation.eval_slot's governor), not by starving agents."""
+held by admitting evaluations (harness.infra.eval_slots.eval_slot's governor), not by starving agents."""
 
 
 def worker_cap() -> tuple[int, int]:

@@ -14,7 +14,8 @@ from harness.config import FIXTURES_SLICE
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
 from harness.infra.eval_cache import cache_key
 from harness.infra.eval_server import evaluate_remote
-from harness.infra.evaluation import EvalResult, classify_evaluation, eval_log_dir, eval_slot, evaluate_patch
+from harness.infra.eval_slots import eval_slot
+from harness.infra.evaluation import EvalResult, classify_evaluation, eval_log_dir, evaluate_patch
 from harness.infra.modal import evaluate_patch_modal
 from harness.outcomes import Outcome, OutcomeClass
 from harness.run.context import RunContext
