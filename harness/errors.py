@@ -13,6 +13,12 @@ from __future__ import annotations
 from harness.outcomes import OutcomeClass
 
 
+def one_line(text: object, limit: int | None = 400) -> str:
+    """`text` with every run of whitespace as one space, cut at `limit` characters: fit for a one-line message."""
+    flat = " ".join(str(text).split())
+    return flat if limit is None else flat[:limit]
+
+
 class HarnessError(Exception):
     """An error the user can fix; the message is one line that says what to do."""
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from harness.agents import AgentResult, AgentTask, with_budget_hooks
-from harness.infra.fork_server import ServerProcess, connect, one_line, serve, why_unreachable
+from harness.errors import one_line
+from harness.infra.fork_server import ServerProcess, connect, serve, why_unreachable
 from harness.outcomes import OutcomeClass
 
 _HEADER = struct.Struct(">Q")

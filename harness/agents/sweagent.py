@@ -55,6 +55,7 @@ from harness.agents.sweagent_outputs import (
     telemetry_from_run,
     trajectory_path,
 )
+from harness.errors import one_line
 from harness.infra.containers import LABEL_CASE
 from harness.outcomes import OutcomeClass as C
 from harness.results.records import Telemetry
@@ -113,12 +114,12 @@ def _error_line(lines: list[str]) -> str:
     """The most telling error line: the container CLI's own `Error:`, else SWE-agent's last error."""
     cli = [line for line in lines if line.strip().startswith("Error:")]
     if cli:
-        return " ".join(cli[-1].split())[:400]
+        return one_line(cli[-1])
     for needle in ("Failed on", "ERROR", "Error", "Traceback"):
         hits = [line for line in lines if needle in line]
         if hits:
-            return " ".join(hits[-1].split())[:400]
-    return " ".join(lines[-1].split())[:400] if lines else ""
+            return one_line(hits[-1])
+    return one_line(lines[-1]) if lines else ""
 
 
 def _runtime_started(lines: list[str]) -> bool:

@@ -42,7 +42,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.agents import looks_like_diff
-from harness.errors import SweAgentOutputError
+from harness.errors import SweAgentOutputError, one_line
 from harness.outcomes import OutcomeClass as C
 from harness.results.records import Telemetry
 
@@ -94,8 +94,7 @@ class SweAgentRun:
 
 
 def _fail(path: Path, reason: object) -> SweAgentOutputError:
-    text = " ".join(str(reason).split())[:300]
-    return SweAgentOutputError(f"{path}: unreadable SWE-agent output: {text}")
+    return SweAgentOutputError(f"{path}: unreadable SWE-agent output: {one_line(reason, 300)}")
 
 
 def _load_json(path: Path) -> Any:

@@ -27,7 +27,7 @@ from harness.config.schema import (
     QuarantineEntry,
     QuarantineFile,
 )
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,7 +43,7 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        problem = one_line(getattr(e, "problem", None) or e, None)
         raise HarnessError(f"{path}:{where} is not valid YAML ({problem}); fix the file") from None
     try:
         return model.model_validate(data)
@@ -51,7 +51,7 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
         # A typo shows up twice (unknown key + missing field): name the unknown key, that is the fix.
         err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = " ".join(str(err["msg"]).split())
+        msg = one_line(err["msg"], None)
         raise HarnessError(f"{path}: {loc}: {msg}; fix the file") from None
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 # The 12 classic SWE-bench columns, in Hugging Face order.
 # fmt: off
@@ -87,10 +87,6 @@ class LoadedSplit:
     detail: str  # one line: where the rows came from and why
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def load_lock(path: Path) -> DatasetLock:
     path = Path(path)
     if not path.is_file():
@@ -107,7 +103,7 @@ def load_lock(path: Path) -> DatasetLock:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or exc
         raise HarnessError(
-            f"dataset lock {path} is not valid YAML{where} ({_one_line(problem)}); fix it or restore it from git"
+            f"dataset lock {path} is not valid YAML{where} ({one_line(problem, None)}); fix it or restore it from git"
         ) from exc
     if not isinstance(data, dict):
         raise HarnessError(f"dataset lock {path} must be a YAML mapping; fix it or restore it from git")
@@ -115,7 +111,7 @@ def load_lock(path: Path) -> DatasetLock:
         return DatasetLock.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {_one_line(err['msg'])}"
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {one_line(err['msg'], None)}"
             for err in exc.errors()
         )
         raise HarnessError(
@@ -269,9 +265,9 @@ def load_split(
                 if source == "hf":
                     raise HarnessError(
                         f"could not load {at} split {split} from Hugging Face "
-                        f"({type(exc).__name__}: {_one_line(exc)}); check network access or use the snapshot"
+                        f"({type(exc).__name__}: {one_line(exc, None)}); check network access or use the snapshot"
                     ) from exc
-                reason = f"Hugging Face failed ({type(exc).__name__}: {_one_line(exc)[:200]})"
+                reason = f"Hugging Face failed ({type(exc).__name__}: {one_line(exc, 200)})"
             else:
                 _check_fingerprint(lock, split, rows)
                 return LoadedSplit(
@@ -288,7 +284,7 @@ def verify_command(root: Path, lock_path: Path) -> str:
     problems = verify_snapshot(lock, root)
     if problems:
         raise HarnessError(
-            f"dataset snapshot does not match {lock_path}: {' | '.join(_one_line(p) for p in problems)}; "
+            f"dataset snapshot does not match {lock_path}: {' | '.join(one_line(p, None) for p in problems)}; "
             f"restore the files from git, or {RELOCK_HINT}"
         )
     splits = ", ".join(f"{name} {entry.rows} rows {entry.fingerprint}" for name, entry in lock.splits.items())
@@ -313,7 +309,7 @@ def lock_command(root: Path, lock_path: Path, revision: str) -> str:
         except Exception as exc:
             raise HarnessError(
                 f"could not load {lock.hf_repo}@{revision} split {split} from Hugging Face "
-                f"({type(exc).__name__}: {_one_line(exc)[:200]}); the lock and snapshot were left unchanged, "
+                f"({type(exc).__name__}: {one_line(exc, 200)}); the lock and snapshot were left unchanged, "
                 "retry with network access"
             ) from exc
     new_splits: dict[str, SplitLock] = {}

@@ -23,8 +23,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.errors import one_line
 from harness.infra.evaluation import EvalResult
-from harness.infra.fork_server import ServerProcess, connect, one_line, serve, why_unreachable
+from harness.infra.fork_server import ServerProcess, connect, serve, why_unreachable
 
 
 class EvalServer(ServerProcess):

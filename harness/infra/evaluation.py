@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import one_line
 from harness.infra import integrity
 
 
@@ -113,7 +114,7 @@ def evaluate_patch(
         )
         client = docker_client(timeout=max(120, timeout_s))
     except Exception as e:  # no spec for the repo/version, no Docker API: the evaluator could not start
-        message = " ".join(f"evaluator could not start: {type(e).__name__}: {e}".split())[:400]
+        message = one_line(f"evaluator could not start: {type(e).__name__}: {e}")
         return EvalResult("evaluator-error", False, True, time.monotonic() - start, log_dir, None, message)
     try:
         labelled = LabellingClient(client, labels or {})

@@ -127,10 +127,6 @@ def why_unreachable(socket_path: Path, error: OSError) -> str:
     return f"{socket_path}: {error.strerror or error}"
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())[:400]
-
-
 class ForkingServer(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     """Forks a child per request; `load` (the heavy import) runs before the first fork, or at once (`eager`)."""
 

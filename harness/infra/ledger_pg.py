@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 from harness.infra.budget import LEDGER_URL_ENV, LedgerRules, Limits, _utc_now
 
 LOCK_KEY = 0x68_61_72_6E_65_73_73  # "harness": the ledger's one writer lock
@@ -89,7 +89,7 @@ class PostgresLedger(LedgerRules):
         try:
             return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
-            detail = " ".join(str(exc).split())[:300]
+            detail = one_line(exc, 300)
             raise HarnessError(
                 f"cannot reach the budget ledger {self.location} ({detail}); check {LEDGER_URL_ENV} and the server"
             ) from None

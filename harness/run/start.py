@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from harness.config import HarnessConfig
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 from harness.infra.containers import Runtime, detect_runtime, remove_labelled_containers
 from harness.results.records import RunPaths, stale_markers
 from harness.run.grid import Case
@@ -144,7 +144,7 @@ def claim_run(paths: RunPaths) -> IO[str]:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        holder = " ".join(handle.read().split()) or "another process"
+        holder = one_line(handle.read(), None) or "another process"
         handle.close()
         raise HarnessError(
             f"run {paths.run_id} is running in another process ({holder}); wait for it to end "
