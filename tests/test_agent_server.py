@@ -109,6 +109,8 @@ def test_a_fork_that_dies_is_a_one_line_infra_result(runtime, fixture_images, se
         assert len(forks) == 1
         forks[0].kill()
         runner.join(timeout=60)
+    for container in labelled_containers(runtime, case_id=task.case_id):  # the run's finish would remove it
+        runtime.run("rm", "-f", container, check=False)
     assert results and results[0].infra_class == "agent-crash"
     assert results[0].infra_error == "the agent ended without a result (its process died)"
 

@@ -14,6 +14,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -72,12 +73,13 @@ def test_concurrent_requests_are_served_side_by_side(fixture_images, server, tmp
     assert {k: r.outcome_class for k, r in results.items()} == {r["instance_id"]: "resolved" for r in rows}
 
 
-def test_an_evaluation_whose_process_dies_is_an_infra_result(fixture_images, server, tmp_path):
+def test_an_evaluation_whose_process_dies_is_an_infra_result(runtime, fixture_images, server, tmp_path):
     row = fixture_images["fixtures__calc-1"]
+    model = f"k{uuid.uuid4().hex[:6]}"
     got = {}
     worker = threading.Thread(
         target=lambda: got.update(
-            r=evaluate_remote(server.socket_path, row, row["patch"], **_kwargs(tmp_path, "k"))
+            r=evaluate_remote(server.socket_path, row, row["patch"], **_kwargs(tmp_path, model))
         )
     )
     worker.start()
@@ -89,6 +91,7 @@ def test_an_evaluation_whose_process_dies_is_an_infra_result(fixture_images, ser
     assert children, "the server never forked a child for the request"
     children[0].send_signal(signal.SIGKILL)
     worker.join(120)
+    runtime.run("rm", "-f", f"sweb.eval.fixtures__calc-1.srv-{model}", check=False)  # if it got that far
     result = got["r"]
     assert result.infra and result.outcome_class == "evaluator-error"
     assert "ended without a result" in result.message

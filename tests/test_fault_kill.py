@@ -43,7 +43,7 @@ class Kill:
     records_at_worker_kill: int = 0
     controller_alive: bool = False
     container_after_kill: bool = False
-    container_at_controller_kill: bool = False
+    container_after_kills: bool = False
     note: str = ""
     records: dict[str, bytes] = field(default_factory=dict)
     artifacts: dict[str, set[str] | None] = field(default_factory=dict)
@@ -101,13 +101,14 @@ def _kill_a_live_case(proc: subprocess.Popen, runtime, paths: RunPaths, seed: in
         time.sleep(0.1)
     time.sleep(pause)
     kill.controller_alive = proc.poll() is None
-    # the controller may already be finishing the run (removing its leftovers) when the pause ends
-    kill.container_at_controller_kill = bool(kill.victim_case) and bool(
-        labelled_containers(runtime, case_id=kill.victim_case)
-    )
     if kill.controller_alive:
         os.killpg(proc.pid, signal.SIGKILL)  # the controller and whatever workers it still has
     proc.wait(timeout=30)
+    # Looked at after both kills: the controller may have been finishing the run (removing its leftovers), and
+    # a removal an evaluation asked for just before the kill is finished by the container service anyway.
+    kill.container_after_kills = bool(kill.victim_case) and bool(
+        labelled_containers(runtime, case_id=kill.victim_case)
+    )
     kill.note = (
         f"seed {seed}: worker {kill.victim_pid} of {kill.victim_case} (case #{nth}), controller +{pause:.1f}s"
     )
@@ -135,16 +136,12 @@ def test_resume_after_sigkill_keeps_what_was_written_and_finishes_the_rest(
     assert kill.artifacts[kill.victim_case] is not None, (
         f"{kill.note}: the killed case has no artifacts folder"
     )
-    if kill.container_at_controller_kill:  # what nobody removed is still there after both kills
-        assert labelled_containers(runtime, run_id=run_id, case_id=kill.victim_case), (
-            f"{kill.note}: the killed case's labelled container should outlive its worker"
-        )
 
     print(kill.note, "stale:", sorted(kill.artifacts), "records before:", sorted(kill.records))
     done = run_evals("-m", "demo", "--runs-dir", str(runs), "--resume", run_id)
     assert done.returncode == 0, f"{kill.note}\n{done.stdout[-3000:]}"
     header = [line for line in done.stdout.splitlines() if "leftover container(s) of run" in line]
-    if kill.container_at_controller_kill:
+    if kill.container_after_kills:  # the resume removes what the killed run left
         assert len(header) == 1 and int(header[0].split("removed ")[1].split()[0]) >= 1, done.stdout[:3000]
     assert f"{len(kill.artifacts)} case(s) were running when the last process died" in done.stdout
 

@@ -100,3 +100,46 @@ def test_a_case_over_its_time_limit_is_an_infra_error_and_leaves_no_container(
     assert 7 < record["case_wall_s"] < 20
     left = runtime.run("ps", "-aq", "--filter", "label=swebench-harness.run=t", check=False).stdout.split()
     assert left == []
+
+
+@pytest.mark.containers
+def test_a_retry_first_removes_the_containers_its_crashed_try_left(runtime, fixture_images, tmp_path):
+    """An evaluation whose process dies after making its container leaves it behind, under the name the next
+    try's evaluation needs (sweb.eval.<instance>.<run>.<model>.a<k>). Here such a container, labelled with
+    the run and the case, appears while the case's agent runs: the first evaluation fails on the name, and
+    the in-run retry removes the leftover before it runs the case again."""
+    import threading
+    import time
+
+    from harness.infra.containers import instance_image_name
+
+    name = "sweb.eval.fixtures__calc-1.lo.slowfix.a1"
+    labels = [
+        "--label",
+        "swebench-harness.run=lo",
+        "--label",
+        "swebench-harness.case=slowfix-fixtures__calc-1-a1",
+    ]
+    done = {}
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
+        server.add_faults(*[Fault("latency", delay_s=2)] * 3)  # the first try's agent runs for 6 s or more
+        args = ["-m", "demo", "--models", "slowfix", "-k", "calc", "--runs-dir", str(tmp_path / "runs")]
+        args += ["--run-id", "lo", "--infra-retries", "1", "--check-models", "no"]
+        args += ["--model-spec", f"id=slowfix,litellm=openai/scripted-fixture-solver,api_base={server.url}"]
+        run = threading.Thread(target=lambda: done.update(p=run_evals(*args)))
+        run.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not server.requests and time.monotonic() < deadline:  # the agent has started
+                time.sleep(0.1)
+            assert server.requests, "the agent never asked the model"
+            image = instance_image_name("fixtures__calc-1", "localhost")
+            runtime.run("run", "-d", "--name", name, *labels, image, "sleep", "300")
+            run.join(300)
+        finally:
+            runtime.run("rm", "-f", name, check=False)
+    proc = done["p"]
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    record = json.loads((tmp_path / "runs" / "lo" / "cases" / "slowfix-fixtures__calc-1-a1.json").read_text())
+    assert (record["outcome"], record["infra_retries"]) == ("resolved", 1), record["errors"]
+    assert "already in use" in record["errors"][0]["error"]

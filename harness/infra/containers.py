@@ -371,9 +371,13 @@ def _image_labels(runtime: Runtime, tag: str) -> tuple[str, str]:
     return commit, base.replace("<no value>", "")
 
 
-def remove_labelled_containers(runtime: Runtime, run_id: str) -> int:
-    """Remove every container labelled with this run id (agent containers left by a crash)."""
-    done = runtime.run("ps", "-aq", "--filter", f"label={LABEL_RUN}={run_id}", check=False, timeout=60)
+def remove_labelled_containers(runtime: Runtime, run_id: str, case_id: str | None = None) -> int:
+    """Remove every container labelled with this run id, or only this case's (agent and evaluation containers
+    left by a crash)."""
+    filters = ["--filter", f"label={LABEL_RUN}={run_id}"]
+    if case_id is not None:
+        filters += ["--filter", f"label={LABEL_CASE}={case_id}"]
+    done = runtime.run("ps", "-aq", *filters, check=False, timeout=60)
     removed = 0
     for container in done.stdout.split():  # one by one: podman 4.3 removes none of a batch if one is gone
         grace = ["-t", "0"] if runtime.name == "podman" else []

@@ -84,6 +84,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_configure_node(node) -> None:  # xdist hook: hand the run id to each worker
     run = _run(node.config)
+    if run is None:  # not an eval session (e.g. `pytest tests -n 2` in this repository)
+        return
     node.workerinput["harness_run_id"] = run.run_id
     node.workerinput["harness_eval_server"] = str(run.eval_socket or "")
     node.workerinput["harness_agent_server"] = str(run.agent_socket or "")

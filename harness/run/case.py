@@ -6,6 +6,7 @@ afterwards, the case's outcome is on disk.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Callable
@@ -252,6 +253,8 @@ def execute_case(
         return previous
     errors: list[dict[str, str]] = []
     for tries in range(infra_retries + 1):
+        if tries:
+            _remove_leftovers(ctx, case)
         mark_running(ctx.paths, case.case_id)
         record = run_case(ctx, case, agent, after_agent) if tries == 0 else run_case(ctx, case)
         if record.outcome != Outcome.ERROR or tries == infra_retries:
@@ -262,6 +265,17 @@ def execute_case(
         record = record.model_copy(update={"infra_retries": tries, "errors": errors + record.errors})
         write_record(ctx.paths, record)
     return record
+
+
+def _remove_leftovers(ctx: RunContext, case: Case) -> None:
+    """Before a retry: the containers a crashed try left (an evaluation's process killed after it made its
+    container leaves one whose name the retry's evaluation would need)."""
+    from harness.infra.containers import remove_labelled_containers
+
+    with contextlib.suppress(
+        HarnessError, OSError, subprocess.SubprocessError
+    ):  # no runtime: the retry says so
+        remove_labelled_containers(ctx.runtime, ctx.run_id, case.case_id)
 
 
 def timeout_record(ctx: RunContext, case: Case, message: str, *, started: str, t0: float) -> CaseRecord:
