@@ -188,6 +188,9 @@ def _load_agent() -> None:
     from harness.agents import llm, mini  # noqa: F401  (litellm, mini-swe-agent's model)
 
     mini.redacting_agent_class(), mini.capped_environment_class()  # the agent and its environment
+    from harness.agents.warm_up import warm_up
+
+    warm_up()  # what litellm imports on a first request, once here instead of in every agent's fork
 
 
 def main(argv: list[str]) -> None:
