@@ -60,6 +60,8 @@ def warm_up() -> list[str]:
 
 
 def _modules_a_request_imports() -> list[str]:
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        os.environ.pop(proxy, None)  # this throwaway fork talks to 127.0.0.1 only
     import litellm
 
     from harness.demo.llm_server import ScriptedLLMServer
