@@ -24,6 +24,7 @@ from harness.config import ModelEntry
 from harness.demo.llm_server import Fault, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.infra.budget import Ledger, Limits
+from harness.infra.containers import remove_labelled_containers
 from tests.helpers import labelled_containers, run_evals, shadow_with_broken_package
 from tests.test_mini_agent import _task
 
@@ -109,8 +110,7 @@ def test_a_fork_that_dies_is_a_one_line_infra_result(runtime, fixture_images, se
         assert len(forks) == 1
         forks[0].kill()
         runner.join(timeout=60)
-    for container in labelled_containers(runtime, case_id=task.case_id):  # the run's finish would remove it
-        runtime.run("rm", "-f", container, check=False)
+    remove_labelled_containers(runtime, task.run_id, task.case_id)  # what the run's finish would remove
     assert results and results[0].infra_class == "agent-crash"
     assert results[0].infra_error == "the agent ended without a result (its process died)"
 

@@ -11,9 +11,9 @@ must have no threads (a fork gets a copy of the executor without its thread, and
 telemetry among them, would never run). So a throwaway fork makes one request to the bundled scripted server
 (harness.demo.llm_server, the same openai-compatible path the agents use), reports the modules the request
 imported and the models it built, and exits; the server imports those modules and builds those models,
-which starts no thread. Nothing here can fail the
-server: whatever goes wrong, the forks import lazily as before. Other providers' own lazy modules (e.g.
-OpenRouter's) are still imported by each fork on its first request.
+which starts no thread. Nothing here can fail the server: whatever goes wrong, the forks import lazily as
+before. Other providers' own lazy modules (e.g. OpenRouter's) are still imported by each fork on its first
+request.
 """
 
 from __future__ import annotations

@@ -272,9 +272,8 @@ def _remove_leftovers(ctx: RunContext, case: Case) -> None:
     container leaves one whose name the retry's evaluation would need)."""
     from harness.infra.containers import remove_labelled_containers
 
-    with contextlib.suppress(
-        HarnessError, OSError, subprocess.SubprocessError
-    ):  # no runtime: the retry says so
+    # No runtime: the retry itself says so.
+    with contextlib.suppress(HarnessError, OSError, subprocess.SubprocessError):
         remove_labelled_containers(ctx.runtime, ctx.run_id, case.case_id)
 
 
