@@ -25,6 +25,7 @@ where the harness's wall went (start-up, the first round's imports, the cases, t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -59,29 +60,60 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _kind(process, pid: int) -> int | None:
+    """Which of `pid`'s descendants `process` is: 0 an xdist worker, -1 the evaluation server, -2 the agent
+    server, -3 an agent's fork; None for anything else (containers' tools, evaluation forks)."""
+    cmdline = process.cmdline()
+    if cmdline and "python" in Path(cmdline[0]).name and "-c" in cmdline:  # execnet workers
+        return 0
+    for module, server in (("harness.infra.eval_server", -1), ("harness.agents.server", -2)):
+        if module in cmdline:
+            return server if process.ppid() == pid else (-3 if server == -2 else None)
+    return None
+
+
+def _high_water_mark(pid: int) -> int:
+    """The kernel's peak RSS of a live process (VmHWM, bytes): one sample near its end is its peak."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def peak_rss(pid: int, stop: threading.Event, out: dict[int, int]) -> None:
-    """Sample the RSS of `pid`'s xdist workers (and, as -1 and -2, of its evaluation and agent servers; as -3,
-    the largest USS of an agent's fork) until `stop`; keep each process's peak."""
+    """The peak RSS of `pid`'s xdist workers (and, as -1 and -2, of its evaluation and agent servers; as -3,
+    the largest USS of an agent's fork) until `stop`.
+
+    Cheap on purpose, since it shares the machine with the side it measures: every second it walks `pid`'s
+    tree (harness.run.manifest.process_tree: psutil's children() reads every process on the machine, and
+    podman keeps a conmon per exec session for minutes), reads each process's kind once, takes the kernel's
+    peak (VmHWM) for workers and servers, and the USS (smaps_rollup, ~7 ms) of one fork, the oldest live one
+    (its trajectory is the longest). Sampling every 0.2 s with psutil's children(), every command line and
+    every fork's USS each time cost ~11 CPU-s of this process per 6-model run (2 cores), charged to the
+    harness side alone."""
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        while not stop.wait(0.2):
-            for child in root.children(recursive=True):
-                try:
-                    cmdline = child.cmdline()
-                    if cmdline and "python" in Path(cmdline[0]).name and "-c" in cmdline:  # execnet workers
-                        out[child.pid] = max(out.get(child.pid, 0), child.memory_info().rss)
-                    elif "harness.infra.eval_server" in cmdline and child.ppid() == pid:  # not its forks
-                        out[-1] = max(out.get(-1, 0), child.memory_info().rss)
-                    elif "harness.agents.server" in cmdline and child.ppid() == pid:
-                        out[-2] = max(out.get(-2, 0), child.memory_info().rss)
-                    elif "harness.agents.server" in cmdline:  # an agent's fork: the pages it does not share
-                        out[-3] = max(out.get(-3, 0), child.memory_full_info().uss)
-                except psutil.Error:
-                    continue
-    except psutil.Error:
-        return
+    from harness.run.manifest import process_tree
+
+    kinds: dict[tuple[int, float], int | None] = {}
+    while not stop.wait(1.0):
+        forks = []
+        for child_pid in process_tree(pid)[1:]:
+            try:
+                child = psutil.Process(child_pid)
+                key = (child.pid, child.create_time())
+                if key not in kinds:
+                    kinds[key] = _kind(child, pid)
+                if kinds[key] == -3:
+                    forks.append((key[1], child))
+                elif kinds[key] is not None:
+                    slot = child.pid if kinds[key] == 0 else kinds[key]
+                    out[slot] = max(out.get(slot, 0), _high_water_mark(child.pid))
+            except (psutil.Error, OSError):
+                continue
+        if forks:
+            with contextlib.suppress(psutil.Error, OSError):
+                out[-3] = max(out.get(-3, 0), min(forks, key=lambda f: f[0])[1].memory_full_info().uss)
 
 
 class MachineCpu:

@@ -38,7 +38,7 @@ class CpuSampler:
         """Sum of cpu_percent since the last call over this process tree, divided by the CPU count.
         A process seen for the first time only starts its measurement (psutil's first call gives 0)."""
         try:
-            current = [psutil.Process(pid) for pid in _tree(os.getpid())]
+            current = [psutil.Process(pid) for pid in process_tree(os.getpid())]
         except psutil.Error:
             current = []
         if not current:
@@ -78,7 +78,7 @@ class CpuSampler:
         return self.samples
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     """`root` and its descendants from /proc/<pid>/task/<tid>/children: a few reads per process of the tree,
     where psutil's children() reads every process on the machine (hundreds: podman keeps a conmon per
     exec session for minutes). Empty when the kernel does not offer the files (psutil is used then)."""
