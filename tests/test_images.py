@@ -17,7 +17,16 @@ import pytest
 
 from harness.config import HarnessConfig
 from harness.infra.containers import Runtime, fixture_image_name
-from harness.infra.images import images_for, normal_name, prune_candidates, pull_name
+from harness.infra.images import (
+    ImageNeed,
+    add_image_ids,
+    check_before_run,
+    images_for,
+    normal_name,
+    prune_candidates,
+    pull_name,
+    read_image_ids,
+)
 from harness.infra.registry import DOCKER_HUB, RegistryClient, download_bytes, parse_ref
 from harness.run.grid import build_grid, cases_selected_by, keyword_selected
 from tests.conftest import ROOT
@@ -184,6 +193,29 @@ def test_images_pull_checks_fixtures_records_digests_and_reports_failures(runtim
     assert "8 missing" in failed.stdout and failed.stdout.count("failed localhost:1/swebench/sweb.eval") == 8
     assert "disk: 8 image(s) to download, size unknown (localhost:1 unreachable" in failed.stdout
     assert "8/8 pulled 0, failed 8" in failed.stderr  # the progress bar (plain lines: not a terminal)
+
+
+@pytest.mark.containers
+def test_the_start_check_gives_the_ids_of_pulled_images_for_the_workers(runtime, fixture_images, tmp_path):
+    """What the controller checks before a run (present or pulled) it also reads the id of, once: the workers
+    take it from the run's image-ids file instead of each asking the runtime for every instance."""
+    namespace = f"localhost/harness-ids-test-{os.getpid()}"
+    source = fixture_image_name(next(iter(fixture_images)))
+    image = f"{namespace}/sweb.eval.x86_64.some_1776_thing-1:latest"
+    runtime.run("tag", source, image)
+    try:
+        ids: dict[str, str] = {}
+        notes = check_before_run(lambda: runtime, [ImageNeed(image, fixture=False)], "-m demo", ids)
+        assert notes == ["images: 1 present"]
+        assert ids == {image: runtime.run("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()}
+        path = tmp_path / ".slots" / "image-ids.json"
+        add_image_ids(path, ids)
+        add_image_ids(path, {"other:latest": "sha256:0"})
+        assert read_image_ids(path) == {**ids, "other:latest": "sha256:0"}
+        path.write_text('{"torn": ')  # a torn file is ignored: the workers ask the runtime themselves
+        assert read_image_ids(path) == {}
+    finally:
+        runtime.run("rmi", image, check=False)
 
 
 @pytest.mark.containers

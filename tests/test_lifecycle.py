@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness.errors import HarnessError
+from harness.infra.containers import Runtime, fixture_image_name
 from harness.run.lifecycle import EvalRun, RunOptions
 from tests.helpers import ROOT
 
@@ -81,7 +82,7 @@ def test_dataset_provenance_in_records_is_typed(tmp_path):
 
 @pytest.mark.containers
 def test_fixture_images_are_checked_once_per_run_and_again_when_it_resumes(
-    tmp_path, fixture_images, monkeypatch
+    tmp_path, runtime, fixture_images, monkeypatch
 ):
     import harness.infra.containers as containers
 
@@ -95,6 +96,12 @@ def test_fixture_images_are_checked_once_per_run_and_again_when_it_resumes(
         contexts[0].ensure_fixture_images()
         contexts[1].ensure_fixture_images()  # reads the first one's marker
         assert len(checks) == 1
+        # the first one also wrote the images' ids for the run: the others do not ask the runtime for them
+        contexts[1]._runtime = Runtime("/nonexistent/podman", None)  # would raise FileNotFoundError if asked
+        for instance_id in fixture_images:
+            image = fixture_image_name(instance_id)
+            inspected = runtime.run("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+            assert contexts[1].image_digest(image) == inspected
         marker = run.paths.fixture_images_checked
         assert {commit for _, commit in json.loads(marker.read_text())} == {
             row["base_commit"] for row in fixture_images.values()
@@ -111,4 +118,6 @@ def test_fixture_images_are_checked_once_per_run_and_again_when_it_resumes(
     resumed = EvalRun(_options(tmp_path, run_id=None, resume="lifecycle-run"))
     resumed.start()
     resumed.stop_servers()
-    assert not marker.exists()  # images may have changed between sessions
+    assert (
+        not marker.exists() and not run.paths.image_ids.exists()
+    )  # images may have changed between sessions

@@ -200,6 +200,34 @@ def make_ready(
     return report
 
 
+def read_image_ids(path: Path) -> dict[str, str]:
+    """A run's image -> id file (RunPaths.image_ids); empty when it is absent or not whole."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(v, str) and v} if isinstance(found, dict) else {}
+
+
+def add_image_ids(path: Path, ids: dict[str, str]) -> None:
+    """Merge `ids` into a run's image -> id file, atomically (callers hold the run's fixture lock or are the
+    controller before any worker starts)."""
+    from harness.results.records import write_json_atomic
+
+    if ids:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, read_image_ids(path) | ids)
+
+
+def image_ids(runtime: Runtime, images: list[str]) -> dict[str, str]:
+    """image -> id of local images, in one call to the runtime; empty when it fails (callers ask one by one)."""
+    if not images:
+        return {}
+    done = runtime.run("image", "inspect", "--format", "{{.Id}}", *images, check=False, timeout=120)
+    found = done.stdout.split()
+    return dict(zip(images, found, strict=True)) if done.returncode == 0 and len(found) == len(images) else {}
+
+
 def record_digests(runs_dir: Path, runtime: Runtime, details: dict[str, dict]) -> Path:
     """Merge image -> {id, repo_digest, size_bytes, checked_at} into runs/images.json (atomically)."""
     from harness.results.records import write_json_atomic
@@ -238,9 +266,13 @@ def space_lines(runtime: Runtime, needs: list[ImageNeed], have: set[str]) -> lis
 
 
 def check_before_run(
-    runtime_factory: Callable[[], Runtime], needs: list[ImageNeed], grid_hint: str
+    runtime_factory: Callable[[], Runtime],
+    needs: list[ImageNeed],
+    grid_hint: str,
+    ids: dict[str, str] | None = None,
 ) -> list[str]:
-    """Header notes; raises HarnessError (one line) when an image is missing and cannot be pulled."""
+    """Header notes; raises HarnessError (one line) when an image is missing and cannot be pulled. `ids`
+    receives image -> id of the images checked (harness.results.records.RunPaths.image_ids)."""
     pulled = [n for n in needs if not n.fixture]
     if not pulled:
         return []
@@ -255,6 +287,8 @@ def check_before_run(
             f"{shown}; get them with `python -m harness images pull {grid_hint}` where the registry is "
             "reachable, or point --image-namespace at a mirror that has them"
         )
+    if ids is not None:
+        ids.update({image: str(info["id"]) for image, info in report.details.items() if info.get("id")})
     note = f"images: {len(report.present)} present"
     if report.pulled:
         note += f", {len(report.pulled)} pulled in {time.monotonic() - started:.0f}s"

@@ -194,6 +194,9 @@ class RunPaths:
         self.slots = self.root / ".slots"
         self.fixture_images_checked = self.slots / "fixture-images.checked"
         """Marker: the fixture images were checked in this session of the run (removed when it starts)."""
+        self.image_ids = self.slots / "image-ids.json"
+        """Instance image -> id, as checked in this session of the run (the controller's pull check, the first
+        worker's fixture check): each worker reads it instead of asking the runtime (removed when it starts)."""
 
     def record(self, case_id: str) -> Path:
         return self.cases / f"{case_id}.json"

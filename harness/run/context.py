@@ -127,8 +127,14 @@ class RunContext:
         return self._runtime
 
     def image_digest(self, image: str) -> str | None:
-        """The local image's id (content digest), asked once per process; None when it is not there."""
+        """The local image's id (content digest), from the run's image ids (RunPaths.image_ids: checked when
+        the run started) or else asked once per process; None when it is not there."""
         if image not in self._digests:
+            from harness.infra.images import read_image_ids
+
+            if known := read_image_ids(self.paths.image_ids).get(image):
+                self._digests[image] = known
+                return known
             done = self.runtime.run("image", "inspect", "--format", "{{.Id}}", image, check=False)
             digest = done.stdout.strip() if done.returncode == 0 else ""
             self._digests[image] = digest or None
@@ -212,7 +218,8 @@ class RunContext:
             return
         import fcntl
 
-        from harness.infra.containers import build_fixture_images
+        from harness.infra.containers import build_fixture_images, instance_image_name
+        from harness.infra.images import add_image_ids, image_ids
 
         self.row(FIXTURES_SLICE, FIXTURE_IDS[0])  # writes the fixture repos once per process
         self.paths.slots.mkdir(parents=True, exist_ok=True)
@@ -223,6 +230,8 @@ class RunContext:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not checked.is_file() or checked.read_text() != wanted:  # the first worker checks for all
                 build_fixture_images(self.runtime, rows, self._fixture_repos)
+                images = [instance_image_name(i, "localhost") for i in sorted(rows)]
+                add_image_ids(self.paths.image_ids, image_ids(self.runtime, images))
                 checked.write_text(wanted)
         self._fixture_images_ready = True
 

@@ -121,6 +121,8 @@ class EvalRun:
         self.eval_socket: Path | None = Path(eval_server) if eval_server else None
         """The run's evaluation server (harness.infra.eval_server); None: this process evaluates itself."""
         self._agent_server: AgentServer | None = None
+        self._image_ids: dict[str, str] = {}
+        """Image -> id of the pulled images checked at start (check_images), for RunPaths.image_ids."""
         self.agent_socket: Path | None = Path(agent_server) if agent_server else None
         """The run's agent server (harness.agents.server); None: mini-swe-agent runs in this process."""
 
@@ -128,6 +130,7 @@ class EvalRun:
 
     def start(self) -> None:
         """Check the dataset, open the run folder (or resume it), pre-flight the models, sample the CPU."""
+        from harness.infra.images import add_image_ids
         from harness.run.context import open_ledger
         from harness.run.start import check_dataset, open_run, preflight_lines
 
@@ -140,6 +143,7 @@ class EvalRun:
             open_ledger(
                 self.cfg, self.paths.runs_dir, self.run_id
             )  # a HARNESS_LEDGER_URL server must answer now
+            add_image_ids(self.paths.image_ids, self._image_ids)  # after open_run cleared the last session's
             check = self.options.check_models != "no"
             preflight = preflight_lines(self.cfg, self.selected, self.paths, check)
         except OSError as e:  # a read-only or full runs dir: one line, not INTERNALERROR
@@ -205,7 +209,7 @@ class EvalRun:
             and not missing_key(self.cfg.catalog, self.cfg.catalog.get(c.model_id))
         ]
         hint = f"-m {self.options.markexpr}" if self.options.markexpr else "-m GRID"
-        return check_before_run(detect_runtime, self.image_needs(cases), hint)
+        return check_before_run(detect_runtime, self.image_needs(cases), hint, self._image_ids)
 
     def estimate_lines(self, case_ids: set[str]) -> list[str]:
         """The pre-flight cost estimate of the cases pytest will run (after -m, -k and --resume)."""
