@@ -25,6 +25,7 @@ from harness.demo.llm_server import Fault, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.infra.budget import Ledger, Limits
 from harness.infra.containers import remove_labelled_containers
+from harness.run.start import COORDINATOR_NICE
 from tests.helpers import labelled_containers, run_evals, shadow_with_broken_package
 from tests.test_mini_agent import _task
 
@@ -147,3 +148,18 @@ def test_workers_import_neither_the_agent_nor_the_evaluator(fixture_images, tmp_
     for imported in workers:
         assert not imported["swebench"] and not imported["datasets"] and not imported["docker"], imported
         assert imported["litellm"] == imported["minisweagent"] == agent_in_process, imported
+    # the workers only coordinate when an agent server runs: they (and the controller) yield the CPU to the
+    # servers, which start before them at this process's priority; in-process agents keep it
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    (controller,) = [json.loads(p.read_text()) for p in probe.glob("controller-*.json")]
+    assert controller["eval_server_nice"] == base, controller
+    lowered = min(base + COORDINATOR_NICE, 19)
+    if agent_in_process:
+        assert {w["nice"] for w in workers} == {controller["nice"]} == {
+            base
+        } and "agent_server_nice" not in controller
+    else:
+        assert {w["nice"] for w in workers} == {controller["nice"]} == {lowered} and controller[
+            "agent_server_nice"
+        ] == base
+        assert f"controller and workers at nice {lowered}" in done.stdout

@@ -22,6 +22,7 @@ from harness.plugin.reporting import gates_to_junit, redact_pytest_output, redac
 from harness.results.records import CaseRecord
 from harness.run.grid import Case
 from harness.run.lifecycle import CaseClock, EvalRun
+from harness.run.start import yield_cpu_to_servers
 
 _CASE_ID = re.compile(r"test_swebench\[(.+)\]$")
 RUN_KEY = pytest.StashKey[EvalRun]()
@@ -61,7 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if run.is_controller and not config.option.collectonly:
             run.start()
             workers = getattr(config.option, "numprocesses", None)
-            run.header.append(run.concurrency_line(workers if isinstance(workers, int) and workers else 1))
+            line = run.concurrency_line(workers if isinstance(workers, int) and workers else 1)
+            run.header.append(line + (yield_cpu_to_servers() if run.agent_socket is not None else ""))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run

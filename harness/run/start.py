@@ -197,3 +197,22 @@ def preflight_lines(
     models = selected_models(cfg, selected)
     lines = credential_lines(cfg, models)
     return lines + (check_availability(cfg, models, paths) if check_models else [])
+
+
+COORDINATOR_NICE = 10
+"""CPU priority step (nice) of the controller and its xdist workers when the run has an agent server."""
+
+
+def yield_cpu_to_servers() -> str:
+    """Lower this process's CPU priority, before xdist starts its workers (they inherit it); the run-header note.
+
+    With an agent server, the controller and its workers only coordinate: agents run in the agent server's
+    forks, evaluations in the evaluation server's, commands in containers (none of them inherit this). On a
+    small machine the workers' start-up (pytest, the harness, collection: ~1 CPU-s each) otherwise competes
+    with the agent server's one import that every first case waits for; on the pipeline benchmark (2 cores,
+    6 workers) the first cases waited ~4.5 s for it, ~0.7 s with the workers at +10. Lowering is allowed to any
+    user; raising it back is not, so it stays for the session."""
+    if not hasattr(os, "nice"):
+        return ""
+    now = os.nice(COORDINATOR_NICE)
+    return f"; controller and workers at nice {now} (they coordinate; the servers' forks and containers do the work)"
