@@ -65,6 +65,24 @@ def test_agent_commands_never_touch_the_host(runtime, fixture_images, tmp_path):
     assert not canary.exists(), "a command of the agent ran on the host"
 
 
+def test_the_container_starts_while_the_first_request_is_out(runtime, fixture_images, tmp_path):
+    """The agent's first LLM request needs no container: the container starts meanwhile, and the record's
+    container_start_s is only what the first command still waited. A runtime whose `run` takes 1 s more
+    (a wrapper around the real one) under 2 s requests: the start is hidden, the loop keeps its 5 requests."""
+    slow = tmp_path / "slow-runtime"
+    slow.write_text(f'#!/bin/sh\n[ "$1" = run ] && sleep 1\nexec {runtime.executable} "$@"\n')
+    slow.chmod(0o755)
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS), latency_s=2.0) as server:
+        task = _task(
+            runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url, container_executable=str(slow)
+        )
+        result = MiniRunner().run(task)
+    assert result.infra_error is None and result.exit_status == "Submitted", result.traceback
+    assert result.container_start_s < 0.5, result.container_start_s  # it took > 1 s, behind a 2 s request
+    assert result.wall_s >= 5 * 2.0
+    assert labelled_containers(runtime, case_id=task.case_id) == []
+
+
 def test_step_limit_without_submission_is_a_model_outcome(runtime, fixture_images, tmp_path):
     script = Script(match="slugify keeps upper-case", steps=["ls", "ls", "ls"])
     with ScriptedLLMServer([script]) as server:

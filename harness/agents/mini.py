@@ -11,6 +11,7 @@ import errno
 import importlib.util
 import os
 import subprocess
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -65,9 +66,35 @@ def capped_environment_class():
     from minisweagent.environments.docker import DockerEnvironment
 
     class CappedDockerEnvironment(DockerEnvironment):
-        """mini-swe-agent's DockerEnvironment whose command outputs are capped before anything keeps them."""
+        """mini-swe-agent's DockerEnvironment whose command outputs are capped before anything keeps them, and
+        whose container starts in the background: the agent's first LLM request (which needs no container) is
+        out meanwhile, and the first command waits for what is left (`start_wait_s`). A failed start is raised
+        by that command, as the constructor would have."""
+
+        start_wait_s = 0.0
+
+        def _start_container(self) -> None:
+            self._start_error: BaseException | None = None
+            self._starting = threading.Thread(target=self._start_in_background, name="agent-container-start")
+            self._starting.start()
+
+        def _start_in_background(self) -> None:
+            try:
+                super()._start_container()
+            except BaseException as e:  # handed to the first command (or dropped when none runs)
+                self._start_error = e
+
+        def wait_started(self) -> None:
+            """Block until the container's start is over (its id set, or its error kept)."""
+            if self._starting.is_alive():
+                t0 = time.monotonic()
+                self._starting.join()
+                self.start_wait_s += time.monotonic() - t0
 
         def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
+            self.wait_started()
+            if self._start_error is not None:
+                raise self._start_error
             output = super().execute(action, cwd, timeout=timeout)
             output["output"] = cap_output(output.get("output", ""))
             return output
@@ -131,7 +158,8 @@ class MiniRunner:
 
     def run(self, task: AgentTask) -> AgentResult:
         """The agent loop in the instance container; `wall_s` is the loop alone, the container's start and
-        removal are timed apart (container_start_s, container_remove_s)."""
+        removal are timed apart (container_start_s: what the agent waited for its container, which starts
+        during the first LLM request; container_remove_s)."""
         from harness.agents.llm import summarize_calls
 
         bench = mini_benchmark_config(Path(task.mini_config or mini_config_path(DEFAULT_MINI_CONFIG, Path())))
@@ -171,9 +199,10 @@ class MiniRunner:
             return result
         finally:
             loop_end = time.monotonic()
+            waited_s = getattr(env, "start_wait_s", 0.0)  # inside the loop, for the container's start
             removed_s = self._remove(task, env)
-        result.wall_s = loop_end - t0 - started_s
-        result.container_start_s, result.container_remove_s = started_s, removed_s
+        result.wall_s = loop_end - t0 - started_s - waited_s
+        result.container_start_s, result.container_remove_s = started_s + waited_s, removed_s
         return result
 
     @staticmethod
@@ -221,6 +250,8 @@ class MiniRunner:
             t0 = time.monotonic()
             env.stop()  # the Modal sandbox (SWE-ReX ModalDeployment)
             return time.monotonic() - t0
+        if env is not None and hasattr(env, "wait_started"):
+            env.wait_started()  # an agent that ended before its first command: its container may be starting
         if env is None or not env.container_id:
             return 0.0
         t0 = time.monotonic()

@@ -82,7 +82,8 @@ class CaseRecord(BaseModel):
     """Case wall time outside the agent, the hand-off, the evaluation queue and the evaluation (set-up,
     container start and removal, record writing)."""
     container_start_s: float | None = None
-    """Starting the agent's container (part of overhead_s); None where the backend does not say."""
+    """Waiting for the agent's container to start (part of overhead_s; mini-swe-agent's starts during the first
+    LLM request, so this is the part the request did not hide); None where the backend does not say."""
     container_remove_s: float | None = None
     started_at: str = ""
     finished_at: str = ""
