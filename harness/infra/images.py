@@ -223,7 +223,7 @@ def image_ids(runtime: Runtime, images: list[str]) -> dict[str, str]:
     """image -> id of local images, in one call to the runtime; empty when it fails (callers ask one by one)."""
     if not images:
         return {}
-    done = runtime.run("image", "inspect", "--format", "{{.Id}}", *images, check=False, timeout=120)
+    done = runtime.run("image", "inspect", "--format", "{{.Id}}", *images, check=False)
     found = done.stdout.split()
     return dict(zip(images, found, strict=True)) if done.returncode == 0 and len(found) == len(images) else {}
 

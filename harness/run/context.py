@@ -130,16 +130,14 @@ class RunContext:
         """The local image's id (content digest), from the run's image ids (RunPaths.image_ids: checked when
         the run started) or else asked once per process; None when it is not there."""
         if image not in self._digests:
-            from harness.infra.images import read_image_ids
+            from harness.infra.images import image_ids, read_image_ids
 
-            if known := read_image_ids(self.paths.image_ids).get(image):
-                self._digests[image] = known
-                return known
-            done = self.runtime.run("image", "inspect", "--format", "{{.Id}}", image, check=False)
-            digest = done.stdout.strip() if done.returncode == 0 else ""
-            self._digests[image] = digest or None
+            digest = read_image_ids(self.paths.image_ids).get(image) or image_ids(self.runtime, [image]).get(
+                image
+            )
             if not digest:
-                return self._digests.pop(image)  # not pulled yet: ask again next time
+                return None  # not pulled yet: ask again next time
+            self._digests[image] = digest
         return self._digests[image]
 
     def spec_hash(self, row: dict) -> str | None:

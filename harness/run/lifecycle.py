@@ -121,8 +121,6 @@ class EvalRun:
         self.eval_socket: Path | None = Path(eval_server) if eval_server else None
         """The run's evaluation server (harness.infra.eval_server); None: this process evaluates itself."""
         self._agent_server: AgentServer | None = None
-        self._image_ids: dict[str, str] = {}
-        """Image -> id of the pulled images checked at start (check_images), for RunPaths.image_ids."""
         self.agent_socket: Path | None = Path(agent_server) if agent_server else None
         """The run's agent server (harness.agents.server); None: mini-swe-agent runs in this process."""
 
@@ -135,7 +133,8 @@ class EvalRun:
         from harness.run.start import check_dataset, open_run, preflight_lines
 
         notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
-        notes += self.check_images()
+        ids: dict[str, str] = {}  # image -> id of the images checked, for the workers (RunPaths.image_ids)
+        notes += self.check_images(ids)
         try:
             self._runtime, opened, self._owner = open_run(
                 self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
@@ -143,7 +142,7 @@ class EvalRun:
             open_ledger(
                 self.cfg, self.paths.runs_dir, self.run_id
             )  # a HARNESS_LEDGER_URL server must answer now
-            add_image_ids(self.paths.image_ids, self._image_ids)  # after open_run cleared the last session's
+            add_image_ids(self.paths.image_ids, ids)  # after open_run cleared the last session's
             check = self.options.check_models != "no"
             preflight = preflight_lines(self.cfg, self.selected, self.paths, check)
         except OSError as e:  # a read-only or full runs dir: one line, not INTERNALERROR
@@ -192,9 +191,10 @@ class EvalRun:
         kind = self.cfg.catalog.get
         return images_for(cases, self.options.image_namespace, lambda m: kind(m).kind, self.backend)
 
-    def check_images(self) -> list[str]:
+    def check_images(self, ids: dict[str, str] | None = None) -> list[str]:
         """Before any case: the images of the cases that will run (-m, -k, --resume; not the ones skipped for
-        quarantine or a missing key) are present or pulled, else one HarnessError line says which and how."""
+        quarantine or a missing key) are present or pulled, else one HarnessError line says which and how.
+        `ids` receives image -> id of each pulled image checked."""
         from harness.config.catalog import missing_key
         from harness.infra.containers import detect_runtime
         from harness.infra.images import check_before_run
@@ -209,7 +209,7 @@ class EvalRun:
             and not missing_key(self.cfg.catalog, self.cfg.catalog.get(c.model_id))
         ]
         hint = f"-m {self.options.markexpr}" if self.options.markexpr else "-m GRID"
-        return check_before_run(detect_runtime, self.image_needs(cases), hint, self._image_ids)
+        return check_before_run(detect_runtime, self.image_needs(cases), hint, ids)
 
     def estimate_lines(self, case_ids: set[str]) -> list[str]:
         """The pre-flight cost estimate of the cases pytest will run (after -m, -k and --resume)."""
