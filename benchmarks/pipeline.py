@@ -202,7 +202,7 @@ def _evaluate_one(args: tuple) -> float:
 
 def two_phase_child(tmp: Path, url: str, models: int, workers: int, slots: int) -> None:
     """Phase 1: every agent (W threads). Phase 2: every prediction through the evaluator (E processes)."""
-    from harness.agents import runner_for
+    from harness.agents import runner_for, settle_removal
     from harness.run.case import agent_task
     from harness.run.lifecycle import EvalRun, RunOptions
 
@@ -219,17 +219,22 @@ def two_phase_child(tmp: Path, url: str, models: int, workers: int, slots: int) 
         row = ctx.row(case.split, case.instance_id)
         task = agent_task(ctx, case, model, row)
         task.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        return case, row, runner_for(model).run(task).patch
+        # Containers removed in the background, as mini-swe-agent's batch mode does (and the harness).
+        return case, row, runner_for(model, remove_in_background=True).run(task)
 
     t0 = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
         done = list(pool.map(agent, run.selected))
     phase1 = time.monotonic() - t0
     jobs = [
-        (row, patch, case.model_id, str(tmp / "eval" / case.case_id)) for case, row, patch in done if patch
+        (row, result.patch, case.model_id, str(tmp / "eval" / case.case_id))
+        for case, row, result in done
+        if result.patch
     ]
     with ProcessPoolExecutor(slots) as pool:
         list(pool.map(_evaluate_one, jobs))
+    for _, _, result in done:
+        settle_removal(result)
     ctx.close()
     print(json.dumps({"phase1": phase1, "phase2": time.monotonic() - t0 - phase1, "evaluated": len(jobs)}))
 

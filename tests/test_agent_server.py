@@ -17,7 +17,7 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from harness.agents import with_budget_hooks
+from harness.agents import settle_removal, with_budget_hooks
 from harness.agents.mini import MiniRunner
 from harness.agents.server import AgentServer, RemoteMiniRunner
 from harness.config import ModelEntry
@@ -27,7 +27,7 @@ from harness.infra.budget import Ledger, Limits
 from harness.infra.containers import remove_labelled_containers
 from harness.run.start import COORDINATOR_NICE
 from tests.helpers import labelled_containers, run_evals, shadow_with_broken_package
-from tests.test_mini_agent import _task
+from tests.test_mini_agent import _task, slow_runtime
 
 pytestmark = pytest.mark.containers
 
@@ -58,6 +58,25 @@ def test_a_remote_agent_equals_the_in_process_one(runtime, fixture_images, serve
     assert len((tmp_path / "r" / "llm_calls.jsonl").read_text().splitlines()) == 5
     assert remote.container_start_s > 0 and remote.container_remove_s > 0
     assert labelled_containers(runtime, case_id=remote_task.case_id) == []
+
+
+def test_with_remove_in_background_the_fork_answers_before_it_removes_the_container(
+    runtime, fixture_images, server, tmp_path
+):
+    """The worker gets the result while the fork removes the container (`rm` 2 s slower here), then the
+    removal's seconds over the same connection; the synchronous runner waits for them (test above)."""
+    slow = slow_runtime(runtime, tmp_path / "bin", "rm", 2)
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as llm:
+        task = _task(
+            runtime, fixture_images, tmp_path, "fixtures__calc-1", llm.url, container_executable=str(slow)
+        )
+        result = RemoteMiniRunner(server.socket_path, remove_in_background=True).run(task)
+    assert result.infra_error is None and result.exit_status == "Submitted", result.traceback
+    assert result.removal is not None and not result.removal.done()
+    assert len(labelled_containers(runtime, case_id=task.case_id)) == 1  # the fork's `rm` is asleep
+    settle_removal(result)
+    assert result.container_remove_s >= 2
+    assert labelled_containers(runtime, case_id=task.case_id) == []
 
 
 def test_the_fork_spends_the_workers_budget_with_the_workers_key(

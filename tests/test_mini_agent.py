@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.agents import AgentTask
+from harness.agents import AgentTask, settle_removal
 from harness.agents.mini import MiniRunner
 from harness.config import ModelEntry
 from harness.demo.llm_server import Script, ScriptedLLMServer
@@ -69,9 +69,7 @@ def test_the_container_starts_while_the_first_request_is_out(runtime, fixture_im
     """The agent's first LLM request needs no container: the container starts meanwhile, and the record's
     container_start_s is only what the first command still waited. A runtime whose `run` takes 1 s more
     (a wrapper around the real one) under 2 s requests: the start is hidden, the loop keeps its 5 requests."""
-    slow = tmp_path / "slow-runtime"
-    slow.write_text(f'#!/bin/sh\n[ "$1" = run ] && sleep 1\nexec {runtime.executable} "$@"\n')
-    slow.chmod(0o755)
+    slow = slow_runtime(runtime, tmp_path / "bin", "run", 1)
     with ScriptedLLMServer(list(FIXTURE_SCRIPTS), latency_s=2.0) as server:
         task = _task(
             runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url, container_executable=str(slow)
@@ -80,6 +78,36 @@ def test_the_container_starts_while_the_first_request_is_out(runtime, fixture_im
     assert result.infra_error is None and result.exit_status == "Submitted", result.traceback
     assert result.container_start_s < 0.5, result.container_start_s  # it took > 1 s, behind a 2 s request
     assert result.wall_s >= 5 * 2.0
+    assert labelled_containers(runtime, case_id=task.case_id) == []
+
+
+def slow_runtime(runtime, folder: Path, verb: str, seconds: float) -> Path:
+    """A wrapper around the real runtime whose `verb` (run, rm) takes `seconds` more; named as the real one
+    (mini-swe-agent's removal passes podman's `-t 0` by the executable's name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / Path(runtime.executable).name
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = {verb} ] && sleep {seconds}\nexec {runtime.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_with_remove_in_background_the_result_comes_before_the_container_is_gone(
+    runtime, fixture_images, tmp_path
+):
+    """The removal is off the case's critical path: the result is back while `rm` (2 s slower here) runs, and
+    settle_removal waits for it and records its seconds."""
+    slow = slow_runtime(runtime, tmp_path / "bin", "rm", 2)
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as server:
+        task = _task(
+            runtime, fixture_images, tmp_path, "fixtures__calc-1", server.url, container_executable=str(slow)
+        )
+        result = MiniRunner(remove_in_background=True).run(task)
+    assert result.infra_error is None and result.exit_status == "Submitted", result.traceback
+    assert result.removal is not None and not result.removal.done()
+    assert result.container_remove_s is None
+    assert len(labelled_containers(runtime, case_id=task.case_id)) == 1  # still there: `rm` is asleep
+    settle_removal(result)
+    assert result.removal is None and result.container_remove_s >= 2
     assert labelled_containers(runtime, case_id=task.case_id) == []
 
 

@@ -5,6 +5,7 @@ collection order), real containers and the real evaluator."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -79,3 +80,29 @@ def test_a_prefetched_case_whose_test_never_ran_is_run_by_resume(fixture_images,
     records = _records(tmp_path / "stop")
     assert len(records) == 6 and not list(cases.glob("*.running"))
     assert all(r["outcome_class"] == "empty-patch" for k, r in records.items() if k.startswith("empty-"))
+
+
+def test_the_next_agent_does_not_wait_for_the_removal_of_the_container_before(
+    runtime, fixture_images, tmp_path
+):
+    """The agent's container is removed in the background (the agent server's fork answers first): with a
+    runtime whose `rm` takes 3 s more (a wrapper first on PATH), each next agent's first LLM request goes out
+    within 3 s of the case before's last answer, and each record still holds its removal's seconds."""
+    from tests.test_mini_agent import slow_runtime
+
+    slow = slow_runtime(runtime, tmp_path / "bin", "rm", 3)
+    env = {"PATH": f"{slow.parent}{os.pathsep}{os.environ['PATH']}"}
+    args = ("-m", "demo", "--models", "scripted", "--no-eval-cache", "--runs-dir", str(tmp_path / "runs"))
+    done = run_evals(*args, "--run-id", "rm", env=env)
+    records = _records(tmp_path / "runs" / "rm")
+    assert sorted(records) == sorted(ORDER[3:]), done.stdout[-3000:]
+    assert all(rec["container_remove_s"] >= 3 for rec in records.values()), records
+
+    def calls(case_id: str) -> list[dict]:
+        path = tmp_path / "runs" / "rm" / "artifacts" / case_id / "llm_calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    for before, after in zip(ORDER[3:-1], ORDER[4:], strict=True):
+        last = calls(before)[-1]
+        gap = calls(after)[0]["started_at"] - (last["started_at"] + last["latency_s"])
+        assert 0 < gap < 3, (before, after, gap)

@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.config import ModelEntry, RetryPolicy
 from harness.results.records import Telemetry
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 @dataclass
@@ -54,6 +57,9 @@ class AgentResult:
     """The agent loop's wall time (the container's start and removal are counted apart)."""
     container_start_s: float | None = None
     container_remove_s: float | None = None
+    removal: Future[float | None] | None = field(default=None, repr=False, compare=False)
+    """The agent's container removal when it runs on after the result (a runner made with
+    `remove_in_background`): its seconds, or None when it failed; `settle_removal` waits for it."""
     trajectory: Path | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
     infra_error: str | None = None
@@ -65,6 +71,21 @@ class AgentResult:
     message: str = ""
     """A backend's own one-line explanation of its outcome (e.g. the empty baseline's)."""
     """A backend's own model-outcome class for an attempt without a patch (e.g. SWE-agent's context-limit)."""
+
+
+REMOVAL_WAIT_S = 180.0
+"""How long a case waits for its agent's container removal before its record is written (the `rm` itself
+gives up after 120 s)."""
+
+
+def settle_removal(result: AgentResult) -> None:
+    """Wait for the container removal still under way after `result` (if any) and record its seconds."""
+    if result.removal is not None:
+        removal, result.removal = result.removal, None
+        try:
+            result.container_remove_s = removal.result(timeout=REMOVAL_WAIT_S)
+        except Exception:  # a removal that failed or hangs: the record lands; the run's end removes leftovers
+            result.container_remove_s = None
 
 
 def with_budget_hooks(task: AgentTask) -> AgentTask:
@@ -95,9 +116,17 @@ class AgentRunner(Protocol):
 BACKENDS = ("mini", "sweagent")
 
 
-def runner_for(model: ModelEntry, backend: str = "mini", agent_server: Path | None = None) -> AgentRunner:
+def runner_for(
+    model: ModelEntry,
+    backend: str = "mini",
+    agent_server: Path | None = None,
+    *,
+    remove_in_background: bool = False,
+) -> AgentRunner:
     """The runner for `model` under `backend`: gold needs no agent; everything else runs in the chosen agent
-    (mini-swe-agent in a fork of the run's agent server when there is one: harness.agents.server)."""
+    (mini-swe-agent in a fork of the run's agent server when there is one: harness.agents.server).
+    `remove_in_background`: mini-swe-agent's result comes back while its container is still being removed
+    (AgentResult.removal; the caller settles it with `settle_removal`)."""
     if model.kind == "predictions":
         from harness.agents.predictions import PredictionsRunner
 
@@ -113,7 +142,7 @@ def runner_for(model: ModelEntry, backend: str = "mini", agent_server: Path | No
     if agent_server is not None:
         from harness.agents.server import RemoteMiniRunner
 
-        return RemoteMiniRunner(agent_server)
+        return RemoteMiniRunner(agent_server, remove_in_background=remove_in_background)
     from harness.agents.mini import MiniRunner
 
-    return MiniRunner()
+    return MiniRunner(remove_in_background=remove_in_background)

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import traceback
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,15 @@ def _infra_class(exc: BaseException) -> OutcomeClass:
 class MiniRunner:
     name = "mini-swe-agent"
 
+    def __init__(self, *, remove_in_background: bool = False) -> None:
+        self.remove_in_background = remove_in_background
+        """Return the result while the container is removed (AgentResult.removal): the removal is then off
+        the case's critical path (the next agent and the evaluation start meanwhile)."""
+
     def run(self, task: AgentTask) -> AgentResult:
         """The agent loop in the instance container; `wall_s` is the loop alone, the container's start and
         removal are timed apart (container_start_s: what the agent waited for its container, which starts
-        during the first LLM request; container_remove_s)."""
-        from harness.agents.llm import summarize_calls
-
+        during the first LLM request; container_remove_s, or AgentResult.removal while it runs on)."""
         bench = mini_benchmark_config(Path(task.mini_config or mini_config_path(DEFAULT_MINI_CONFIG, Path())))
         traj = task.artifacts_dir / "trajectory.json"
         env = agent = model = None
@@ -177,32 +181,20 @@ class MiniRunner:
                 exit_status=info.get("exit_status", ""),
                 steps=agent.n_calls,
                 trajectory=traj if traj.exists() else None,
-                telemetry=Telemetry(**summarize_calls(model.calls)),
+                telemetry=_telemetry(model),
             )
         except Exception as exc:  # the agent loop re-raises what it cannot handle: not the model's outcome
-            result = AgentResult(
-                patch="",
-                exit_status=type(exc).__name__,
-                steps=agent.n_calls if agent else 0,
-                trajectory=traj if traj.exists() else None,
-                telemetry=Telemetry(**summarize_calls(model.calls)) if model else Telemetry(),
-            )
-            if isinstance(exc, BudgetExhausted) and exc.scope == "usd-per-case":
-                result.outcome_class = (
-                    OutcomeClass.COST_LIMIT
-                )  # the case spent its own budget: a model outcome
-                return result
-            result.infra_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
-            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                result.infra_error = disk_error(Path(exc.filename or traj), exc, task.run_id)
-            result.infra_class, result.traceback = _infra_class(exc), traceback.format_exc()
-            return result
-        finally:
-            loop_end = time.monotonic()
-            waited_s = getattr(env, "start_wait_s", 0.0)  # inside the loop, for the container's start
-            removed_s = self._remove(task, env)
-        result.wall_s = loop_end - t0 - started_s - waited_s
-        result.container_start_s, result.container_remove_s = started_s + waited_s, removed_s
+            result = _failed(task, exc, agent, model, traj)
+        except BaseException:  # interrupted (the worker is gone, a timeout): remove now, the process may end
+            self._remove(task, env)
+            raise
+        waited_s = getattr(env, "start_wait_s", 0.0)  # inside the loop, for the container's start
+        result.wall_s = time.monotonic() - t0 - started_s - waited_s
+        result.container_start_s = started_s + waited_s
+        if self.remove_in_background:
+            result.removal = _in_background(self._remove, task, env)
+        else:
+            result.container_remove_s = self._remove(task, env)
         return result
 
     @staticmethod
@@ -291,3 +283,42 @@ class MiniRunner:
             "observation_template": bench["model"]["observation_template"],
             "format_error_template": bench["model"]["format_error_template"],
         }
+
+
+def _telemetry(model) -> Telemetry:
+    from harness.agents.llm import summarize_calls
+
+    return Telemetry(**summarize_calls(model.calls)) if model else Telemetry()
+
+
+def _failed(task: AgentTask, exc: Exception, agent, model, traj: Path) -> AgentResult:
+    """The result of an agent loop that raised: a cost limit is the model's outcome, the rest infra errors."""
+    result = AgentResult(
+        patch="",
+        exit_status=type(exc).__name__,
+        steps=agent.n_calls if agent else 0,
+        trajectory=traj if traj.exists() else None,
+        telemetry=_telemetry(model),
+    )
+    if isinstance(exc, BudgetExhausted) and exc.scope == "usd-per-case":
+        result.outcome_class = OutcomeClass.COST_LIMIT  # the case spent its own budget: a model outcome
+        return result
+    result.infra_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        result.infra_error = disk_error(Path(exc.filename or traj), exc, task.run_id)
+    result.infra_class, result.traceback = _infra_class(exc), traceback.format_exc()
+    return result
+
+
+def _in_background(remove, task: AgentTask, env) -> Future[float | None]:
+    """`remove(task, env)` in a thread; its seconds (None when it failed) in the returned future."""
+    future: Future[float | None] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(remove(task, env))
+        except Exception:  # a failed `rm`: the run's end removes its labelled leftovers
+            future.set_result(None)
+
+    threading.Thread(target=run, name=f"harness-remove-{task.case_id}", daemon=True).start()
+    return future

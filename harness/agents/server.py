@@ -9,11 +9,12 @@ child per agent. Workers then import neither.
 A child takes the worker's environment and the secrets the worker registered for redaction, rebuilds the
 budget hooks on the run's ledger (harness.infra.budget: the same file or server), and runs `MiniRunner` on
 the task exactly as the worker would. It sends the worker every log record (the worker's handlers keep and
-redact them: captured per test, --log-file), then the `AgentResult`. Its files (trajectory, llm_calls.jsonl)
+redact them: captured per test, --log-file), then the `AgentResult`, then (after removing the agent's container,
+which the worker need not wait for: RemoteMiniRunner's `remove_in_background`) the removal's seconds. Its files (trajectory, llm_calls.jsonl)
 are written where the worker would have written them, redacted the same way.
 
 The worker's connection is the agent's lifeline: when it closes (the worker was killed, its case timed out,
-the session was interrupted) the child interrupts its agent, whose `finally` removes the container, and exits.
+the session was interrupted) the child interrupts its agent, removes the container, and exits.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import socketserver
 import struct
 import sys
 import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -53,8 +55,11 @@ class RemoteMiniRunner:
 
     name = "mini-swe-agent"
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, *, remove_in_background: bool = False) -> None:
         self.socket_path = socket_path
+        self.remove_in_background = remove_in_background
+        """Return at the fork's result, while it removes the container (AgentResult.removal, read from the
+        same connection by a thread); otherwise return once the container is gone, as MiniRunner does."""
 
     def run(self, task: AgentTask) -> AgentResult:
         from harness.infra.secrets import known_secrets, secret_name
@@ -69,22 +74,56 @@ class RemoteMiniRunner:
             conn = connect(self.socket_path)
         except OSError as e:
             return _failed(f"the run's agent server did not answer ({why_unreachable(self.socket_path, e)})")
-        with conn, conn.makefile("rwb") as stream:
-            conn.settimeout(2 * task.agent_timeout_s + 900)  # the container's start and removal, the loop
-            try:
-                _send(stream, "task", request)
-                while (frame := _receive(stream)) is not None:
-                    kind, payload = frame
-                    if kind == "log":
-                        record = logging.makeLogRecord(payload)
-                        logging.getLogger(record.name).handle(record)
-                    elif kind == "result":
-                        return payload
-                    else:
-                        return _failed(payload)
-            except (OSError, pickle.PickleError) as e:
-                return _failed(one_line(f"the agent server stopped answering ({type(e).__name__}: {e})"))
-        return _failed("the agent ended without a result (its process died)")
+        conn.settimeout(2 * task.agent_timeout_s + 900)  # the container's start and removal, the loop
+        stream = conn.makefile("rwb")
+        try:
+            _send(stream, "task", request)
+            frame = _next_frame(stream)
+        except (OSError, pickle.PickleError) as e:
+            _close(conn, stream)
+            return _failed(one_line(f"the agent server stopped answering ({type(e).__name__}: {e})"))
+        if frame is None or frame[0] != "result":
+            _close(conn, stream)
+            return _failed(frame[1] if frame else "the agent ended without a result (its process died)")
+        result: AgentResult = frame[1]
+        if self.remove_in_background:
+            result.removal = removal = Future()
+            threading.Thread(
+                target=lambda: removal.set_result(_removal_seconds(conn, stream)),
+                name=f"harness-removal-{task.case_id}",
+                daemon=True,
+            ).start()
+        else:
+            result.container_remove_s = _removal_seconds(conn, stream)
+        return result
+
+
+def _next_frame(stream: BinaryIO) -> tuple[str, Any] | None:
+    """The fork's next frame that is not a log record (those go to this process's logging), or None at its end."""
+    while (frame := _receive(stream)) is not None:
+        if frame[0] != "log":
+            return frame
+        record = logging.makeLogRecord(frame[1])
+        logging.getLogger(record.name).handle(record)
+    return None
+
+
+def _removal_seconds(conn, stream: BinaryIO) -> float | None:
+    """After the result: the seconds the fork's container removal took (None if it failed or the fork died)."""
+    try:
+        frame = _next_frame(stream)
+    except (OSError, pickle.PickleError):
+        frame = None
+    finally:
+        _close(conn, stream)
+    return frame[1] if frame is not None and frame[0] == "removed" else None
+
+
+def _close(conn, stream: BinaryIO) -> None:
+    with contextlib.suppress(OSError):
+        stream.close()
+    with contextlib.suppress(OSError):
+        conn.close()
 
 
 def _failed(message: str) -> AgentResult:
@@ -137,11 +176,17 @@ class _Handler(socketserver.StreamRequestHandler):
         from harness.agents.mini import MiniRunner
 
         try:
-            result = MiniRunner().run(with_budget_hooks(request["task"]))
-        except KeyboardInterrupt:  # the worker is gone: MiniRunner's `finally` removed the container
+            result = MiniRunner(remove_in_background=True).run(with_budget_hooks(request["task"]))
+        except KeyboardInterrupt:  # the worker is gone: MiniRunner removed the container before it re-raised
             return
         finished.set()
-        send("result", result)
+        removal, result.removal = result.removal, None
+        try:
+            send("result", result)  # the worker goes on (its next agent, this patch's evaluation) ...
+        finally:
+            seconds = removal.result() if removal is not None else None  # ... while this fork removes
+            with contextlib.suppress(OSError):
+                send("removed", seconds)
 
 
 def _take_worker_state(request: dict, send) -> None:

@@ -14,7 +14,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from harness.agents import AgentResult, AgentTask, looks_like_diff, runner_for, with_budget_hooks
+from harness.agents import (
+    AgentResult,
+    AgentTask,
+    looks_like_diff,
+    runner_for,
+    settle_removal,
+    with_budget_hooks,
+)
 from harness.config import FIXTURES_SLICE, ModelEntry, ProviderSettings
 from harness.config.catalog import missing_key, provider_settings
 from harness.errors import HarnessError
@@ -134,7 +141,8 @@ def run_agent(ctx: RunContext, case: Case) -> AgentPhase:
     if skip := skip_reason(ctx, case, model):
         result = AgentResult(patch="", exit_status="NotStarted", infra_class=skip[0], infra_error=skip[1])
     else:
-        result = runner_for(model, ctx.backend, agent_server=ctx.agent_server).run(task)
+        runner = runner_for(model, ctx.backend, agent_server=ctx.agent_server, remove_in_background=True)
+        result = runner.run(task)  # its container may still be going away: settled before the record
     return AgentPhase(model, row, task, result, started, t0)
 
 
@@ -188,6 +196,7 @@ def save_record(
 ) -> CaseRecord:
     """Build the CaseRecord, redact it and its artifacts, write it atomically, clear the running marker."""
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
+    settle_removal(result)  # the agent's container, removed while the case was classified and graded
     case_wall = time.monotonic() - t0
     inside = result.wall_s + sum(
         fields.get(k, 0.0) for k in ("handoff_wait_s", "eval_queue_wait_s", "eval_wall_s")
