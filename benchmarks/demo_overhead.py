@@ -2,8 +2,9 @@
 
 Runs `pytest evals -m demo -n 2 --no-eval-cache` (as `make demo` does, but grading every patch afresh)
 `--repeats` times in fresh run folders and reads the scripted cases' records: `overhead_s` is the case's
-wall time outside the agent loop, the hand-off, the evaluation queue and the evaluation; the agent
-container's start and removal are part of it and are shown apart.
+wall time outside the agent loop, the hand-off, the evaluation queue and the evaluation; the part of the
+agent container's start that its first LLM request did not hide is in it and is shown apart, its removal
+(after the agent's result, while the patch is graded) is shown beside it.
 
     .venv/bin/python benchmarks/demo_overhead.py            # print the markdown section
     .venv/bin/python benchmarks/demo_overhead.py --write    # and replace it in docs/performance.md
@@ -50,10 +51,11 @@ def main() -> None:
     over = [r["overhead_s"] for r in records]
     start = [r.get("container_start_s") or 0.0 for r in records]
     remove = [r.get("container_remove_s") or 0.0 for r in records]
-    other = [o - s - r for o, s, r in zip(over, start, remove, strict=True)]
+    other = [o - s for o, s in zip(over, start, strict=True)]
     med = statistics.median(over)
     rows = "\n".join(
-        f"| {r['case_id']} | {r['agent_wall_s']:.1f} s | {r['eval_wall_s']:.1f} s | {r['overhead_s']:.2f} s |"
+        f"| {r['case_id']} | {r['agent_wall_s']:.1f} s | {r['eval_wall_s']:.1f} s | {r['overhead_s']:.2f} s "
+        f"| {r.get('container_remove_s') or 0.0:.2f} s |"
         for r in sorted(records, key=lambda r: r["case_id"])
     )
     text = f"""## Demo per-case overhead
@@ -65,12 +67,14 @@ baselines run no agent). Overhead: case wall time outside the agent loop, the ha
 queue and the evaluation.
 
 - **median {med:.2f} s** (target <= 1 s: {"within target" if med <= 1.0 else "**misses the target**"}),
-  max {max(over):.2f} s; of the median case: container start {statistics.median(start):.2f} s, removal
-  {statistics.median(remove):.2f} s, the rest (set-up, classification, records) {statistics.median(other):.2f} s.
+  max {max(over):.2f} s. Medians of its parts: the container start the first LLM request did not hide
+  {statistics.median(start):.2f} s, the rest (set-up, classification, records, any wait for the removal)
+  {statistics.median(other):.2f} s. The container's removal ({statistics.median(remove):.2f} s, median) runs
+  after the agent's result, while the patch is graded, and is not part of the overhead.
   The run's first agents also wait for the agent server's litellm import when the run has just started.
 
-| case | agent | evaluation | overhead |
-|---|---|---|---|
+| case | agent | evaluation | overhead | removal (during grading) |
+|---|---|---|---|---|
 {rows}
 """
     print(text)

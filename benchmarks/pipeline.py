@@ -336,8 +336,9 @@ run with Python's bytecode cache on (a user's default).
   {servers} start); the first case of each worker then spent {parts["first_round_extra"]:.1f} s
   more outside its agent loop than later cases ({first_round_why});
   {parts["cases"]:.0f} s from the first case's start to the last verdict; {parts["tail"]:.0f} s to exit.
-- **median per-case overhead** (case wall outside agent loop, hand-off, queue and evaluation, the agent's
-  container start and removal included): {median_overhead:.2f} s over {len(overheads)} cases
+- **median per-case overhead** (case wall outside agent loop, hand-off, queue and evaluation; the agent's
+  container start included where its first request did not hide it, its removal runs during grading):
+  {median_overhead:.2f} s over {len(overheads)} cases
   (max {max(overheads):.2f} s; the demo's own figure is in "Demo per-case overhead").
 - **peak RSS per xdist worker**: {rss}; {agent_memory}
   (target <= 300 MB per agent slot: {verdict(bool(rss_mb) and max(rss_mb) + fork_mb <= 300)}); the run's

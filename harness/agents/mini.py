@@ -1,8 +1,9 @@
 """mini-swe-agent backend: DefaultAgent + LitellmModel + DockerEnvironment inside the instance's image.
 
 Every command the model issues runs in the instance container (docker or podman CLI), never on the
-host. The container carries run and case labels so leftovers can be found, and is removed in a
-`finally` (mini-swe-agent's own cleanup runs in the background and may outlive the process).
+host. The container carries run and case labels so leftovers can be found, and is removed by us when the
+agent ends (mini-swe-agent's own cleanup runs in the background and may outlive the process): after the
+result with `remove_in_background` (the run's cases), before it otherwise, and at once when interrupted.
 """
 
 from __future__ import annotations

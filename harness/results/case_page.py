@@ -91,9 +91,9 @@ def _timings(rec: CaseRecord) -> str:
         ("patch waiting for its worker", k.seconds(rec.handoff_wait_s)),
         ("evaluation queue wait", k.seconds(rec.eval_queue_wait_s)),
         ("evaluation", k.seconds(rec.eval_wall_s)),
-        ("overhead (set-up, containers, records)", k.seconds(rec.overhead_s)),
+        ("overhead (set-up, container start, records)", k.seconds(rec.overhead_s)),
         ("\u2003container start", k.seconds(rec.container_start_s)),
-        ("\u2003container removal", k.seconds(rec.container_remove_s)),
+        ("container removal (beside the evaluation)", k.seconds(rec.container_remove_s)),
         ("whole case", k.seconds(rec.case_wall_s)),
     ]
     cost = [

@@ -80,11 +80,13 @@ class CaseRecord(BaseModel):
     started early, while that case was graded: harness.run.prefetch); 0 when the agent ran in its own turn."""
     overhead_s: float = 0.0
     """Case wall time outside the agent, the hand-off, the evaluation queue and the evaluation (set-up,
-    container start and removal, record writing)."""
+    container start, any wait for the container's removal, record writing)."""
     container_start_s: float | None = None
     """Waiting for the agent's container to start (part of overhead_s; mini-swe-agent's starts during the first
     LLM request, so this is the part the request did not hide); None where the backend does not say."""
     container_remove_s: float | None = None
+    """How long removing the agent's container took; mini-swe-agent's runs after the agent's result, beside
+    the evaluation and the worker's next agent, so only what outlasts the grading is in overhead_s."""
     started_at: str = ""
     finished_at: str = ""
     telemetry: Telemetry = Telemetry()
