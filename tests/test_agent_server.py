@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
@@ -133,6 +134,35 @@ def test_a_fork_that_dies_is_a_one_line_infra_result(runtime, fixture_images, se
     remove_labelled_containers(runtime, task.run_id, task.case_id)  # what the run's finish would remove
     assert results and results[0].infra_class == "agent-crash"
     assert results[0].infra_error == "the agent ended without a result (its process died)"
+
+
+def test_a_worker_interrupted_while_it_waits_stops_the_forks_agent(runtime, fixture_images, server, tmp_path):
+    """A case timeout or Ctrl-C raised in the worker while it waits for the fork: the connection is closed at
+    once (not when the traceback, which pytest keeps in its report, lets it go), so the fork interrupts its
+    agent, which removes its container, well before its 60 s LLM request would have come back."""
+
+    class CaseTimeout(BaseException):  # as pytest-timeout's pytest.fail.Exception: not an OSError
+        pass
+
+    def interrupt(signum, frame):
+        raise CaseTimeout("the case's time is up")
+
+    with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as llm:
+        llm.add_faults(Fault("latency", delay_s=60))
+        task = _task(runtime, fixture_images, tmp_path, "fixtures__calc-1", llm.url)
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        signal.alarm(4)
+        try:
+            with pytest.raises(CaseTimeout) as interrupted:  # holds the traceback, and so the runner's frame
+                RemoteMiniRunner(server.socket_path).run(task)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        assert llm.requests, "the agent was waiting for its first answer"
+        deadline = time.monotonic() + 20
+        while labelled_containers(runtime, case_id=task.case_id) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert labelled_containers(runtime, case_id=task.case_id) == [], interrupted
 
 
 def test_a_server_that_cannot_load_the_agent_says_why(runtime, fixture_rows, tmp_path, monkeypatch):

@@ -82,6 +82,9 @@ class RemoteMiniRunner:
         except (OSError, pickle.PickleError) as e:
             _close(conn, stream)
             return _failed(one_line(f"the agent server stopped answering ({type(e).__name__}: {e})"))
+        except BaseException:  # a case timeout, Ctrl-C: the closed connection stops the fork's agent
+            _close(conn, stream)
+            raise
         if frame is None or frame[0] != "result":
             _close(conn, stream)
             return _failed(frame[1] if frame else "the agent ended without a result (its process died)")
