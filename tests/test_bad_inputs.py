@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -538,8 +539,9 @@ class Lab:
 
     def ctx(self, runs: Path) -> RunContext:
         return RunContext(
-            self.cfg, "bad-inputs", runs, namespace="localhost", eval_workers=1, dataset_source="snapshot"
-        )
+            self.cfg, f"bad-inputs-{uuid.uuid4().hex[:8]}", runs, namespace="localhost", eval_workers=1,
+            dataset_source="snapshot",
+        )  # fmt: skip
 
 
 def _case(model: str, split: str, instance: str = CALC, attempt: int = 1) -> Case:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -15,6 +16,9 @@ from tests.helpers import run_cli, run_pytest
 
 pytestmark = pytest.mark.containers
 EXPECTED = {"gold": 3, "empty": 0, "scripted": 2}
+# Per process: under `pytest -n`, each xdist worker that runs a test here makes its own demo run; runs of one
+# id share their containers' names and labels (a run's start removes its id's leftovers), so ids must differ.
+RUN_ID = f"e2e-demo-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +36,9 @@ def demo_run(fixture_images, tmp_path_factory):
         "--runs-dir",
         str(runs),
         "--run-id",
-        "e2e-demo",
+        RUN_ID,
     )
-    return done, runs / "e2e-demo", junit
+    return done, runs / RUN_ID, junit
 
 
 def _records(run_dir) -> dict[str, dict]:
@@ -44,7 +48,7 @@ def _records(run_dir) -> dict[str, dict]:
 def test_demo_run_exits_zero_and_prints_the_leaderboard(demo_run):
     done, _, _ = demo_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "swebench-harness leaderboard (run e2e-demo)" in done.stdout
+    assert f"swebench-harness leaderboard (run {RUN_ID})" in done.stdout
     assert "5 passed" in done.stdout and "4 failed" in done.stdout
 
 
@@ -136,7 +140,7 @@ def test_leaderboard_versions_intervals_and_manifest(demo_run):
     assert int(scripted["prompt_tokens"]) > 0 and float(scripted["latency_p50"]) > 0
     assert scripted["cost_usd"] == ""  # no catalog price: unknown, not $0
     assert scripted["repo:fixtures/ledger"] == "0.0" and scripted["repo:fixtures/calc"] == "1.0"
-    assert "e2e-demo,gold,baseline,3,3" in (run_dir.parent / "leaderboard.csv").read_text()
+    assert f"{RUN_ID},gold,baseline,3,3" in (run_dir.parent / "leaderboard.csv").read_text()
     html = (run_dir / "leaderboard.html").read_text()
     assert 'id="pairwise"' in html
     assert "scripted" in html and "http://" not in html and "https://" not in html
@@ -166,7 +170,7 @@ def test_resume_reruns_infra_errors_only(demo_run):
     rec.update(outcome="error", outcome_class="evaluator-error", message="simulated")
     victim.write_text(json.dumps(rec))
     before = {p.name: p.stat().st_mtime_ns for p in records_dir.glob("*.json") if p != victim}
-    again = run_pytest("evals", "-m", "demo", "--runs-dir", str(run_dir.parent), "--resume", "e2e-demo")
+    again = run_pytest("evals", "-m", "demo", "--runs-dir", str(run_dir.parent), "--resume", RUN_ID)
     assert again.returncode == 0, again.stdout[-3000:]
     assert json.loads(victim.read_text())["outcome"] == "resolved"
     after = {p.name: p.stat().st_mtime_ns for p in records_dir.glob("*.json") if p != victim}
@@ -240,7 +244,7 @@ def test_case_pages_in_a_browser_and_click_through_from_the_leaderboard(demo_run
         line for line in rec["patch"].splitlines() if line.startswith("+") and not line.startswith("+++")
     ]
     assert len(list((run_dir / "pages").glob("case-*.html"))) == 9
-    assert (run_dir / "memo.md").read_text().startswith("# Validation memo: run e2e-demo")
+    assert (run_dir / "memo.md").read_text().startswith(f"# Validation memo: run {RUN_ID}")
 
     page = run_dir / "pages" / f"case-{case_id}.html"
     dom = _chromium_dom(page, tmp_path, "--dump-dom")

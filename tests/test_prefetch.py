@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import pytest
 
@@ -33,7 +34,10 @@ def _run(runs, run_id: str, *extra: str):
 @pytest.fixture(scope="module")
 def both_runs(fixture_images, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    return _run(runs, "prefetch"), _run(runs, "no-prefetch", "--no-prefetch")
+    tag = uuid.uuid4().hex[
+        :8
+    ]  # per process: under `pytest -n` each worker running a test here makes these runs
+    return _run(runs, f"prefetch-{tag}"), _run(runs, f"no-prefetch-{tag}", "--no-prefetch")
 
 
 def test_the_next_agent_runs_while_the_case_before_is_graded(both_runs):

@@ -18,6 +18,7 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -52,18 +53,24 @@ def merge_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+# Per process: under `pytest -n`, each xdist worker that runs a test here makes these runs; runs of one id share
+# their containers' names and labels (a run's start removes its id's leftovers), so ids must differ.
+TAG = uuid.uuid4().hex[:8]
+WHOLE = f"whole-{TAG}"
+
+
 @pytest.fixture(scope="module")
 def runs(fixture_images, tmp_path_factory):
     runs = tmp_path_factory.mktemp("shard-runs")
     # --no-eval-cache: every run grades its patches itself (no verdict reused from another run)
     common = ["evals", "-m", "demo", "--runs-dir", str(runs), "-p", "no:randomly", "--no-eval-cache"]
-    whole = run_pytest(*common, "-n", "2", "--run-id", "whole")
+    whole = run_pytest(*common, "-n", "2", "--run-id", WHOLE)
     assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-2000:]
     for k in (1, 2, 3):
-        shard = run_pytest(*common, "--shard", f"{k}/3", "--run-id", f"shard-{k}", "--no-gates")
+        shard = run_pytest(*common, "--shard", f"{k}/3", "--run-id", f"shard-{k}-{TAG}", "--no-gates")
         assert shard.returncode == 0, shard.stdout[-3000:] + shard.stderr[-2000:]
         assert f"shard {k}/3:" in shard.stdout and "of 9 selected cases" in shard.stdout
-    merged = merge_cli(*(str(runs / f"shard-{k}") for k in (1, 2, 3)), "--into", str(runs / "merged"))
+    merged = merge_cli(*(str(runs / f"shard-{k}-{TAG}") for k in (1, 2, 3)), "--into", str(runs / "merged"))
     assert merged.returncode == 0, merged.stdout + merged.stderr
     return runs
 
@@ -80,21 +87,19 @@ def _comparable(record: dict) -> dict:
 
 
 def test_each_shard_is_a_normal_run_and_the_shards_partition_the_grid(runs):
-    shards = [set(_records(runs / f"shard-{k}")) for k in (1, 2, 3)]
-    assert (
-        all(shards) and sum(map(len, shards)) == 9 and set().union(*shards) == set(_records(runs / "whole"))
-    )
+    shards = [set(_records(runs / f"shard-{k}-{TAG}")) for k in (1, 2, 3)]
+    assert all(shards) and sum(map(len, shards)) == 9 and set().union(*shards) == set(_records(runs / WHOLE))
     for k in (1, 2, 3):
-        manifest = json.loads((runs / f"shard-{k}" / "manifest.json").read_text())
+        manifest = json.loads((runs / f"shard-{k}-{TAG}" / "manifest.json").read_text())
         assert manifest["shard"]["index"] == k and manifest["shard"]["count"] == 3
         assert manifest["shard"]["cases"] == len(shards[k - 1]) and manifest["shard"]["selected_cases"] == 9
-        assert (runs / f"shard-{k}" / "leaderboard.csv").is_file()
+        assert (runs / f"shard-{k}-{TAG}" / "leaderboard.csv").is_file()
     scripted = [sum(c.startswith("scripted-") for c in s) for s in shards]
     assert scripted == [1, 1, 1], "the agent-run (expensive) cases should be spread over the shards"
 
 
 def test_merged_records_equal_the_unsharded_run(runs):
-    whole, merged = _records(runs / "whole"), _records(runs / "merged")
+    whole, merged = _records(runs / WHOLE), _records(runs / "merged")
     assert sorted(merged) == sorted(whole) and len(merged) == 9
     for case_id, record in merged.items():
         assert record["run_id"] == "merged"
@@ -115,7 +120,7 @@ def _board(run_dir) -> list[dict]:
 
 
 def test_merged_leaderboard_and_predictions_equal_the_unsharded_run(runs):
-    assert _board(runs / "merged") == _board(runs / "whole")
+    assert _board(runs / "merged") == _board(runs / WHOLE)
     assert (runs / "merged" / "leaderboard.html").is_file()
     for model in ("gold", "empty", "scripted"):
         lines = [
@@ -123,33 +128,33 @@ def test_merged_leaderboard_and_predictions_equal_the_unsharded_run(runs):
                 {k: v for k, v in json.loads(x).items() if k != "run_id"}
                 for x in (runs / r / "predictions" / model / "attempt-1.jsonl").read_text().splitlines()
             ]
-            for r in ("whole", "merged")
+            for r in (WHOLE, "merged")
         ]
         assert lines[0] == lines[1] and len(lines[0]) == 3
     manifest = json.loads((runs / "merged" / "manifest.json").read_text())
-    assert [p["run_id"] for p in manifest["parts"]] == ["shard-1", "shard-2", "shard-3"]
+    assert [p["run_id"] for p in manifest["parts"]] == [f"shard-{k}-{TAG}" for k in (1, 2, 3)]
     assert manifest["cases"] == 9 and manifest["outcomes"] == {"resolved": 5, "unresolved": 4}
     gates = {g["name"]: g["status"] for g in manifest["gates"] if g["name"] != "cpu"}
-    whole = json.loads((runs / "whole" / "manifest.json").read_text())["gates"]
+    whole = json.loads((runs / WHOLE / "manifest.json").read_text())["gates"]
     assert gates == {
         g["name"]: g["status"] for g in whole if g["name"] != "cpu"
     }  # cpu: a merge has no samples
     assert _csv_minus_run_id(runs / "merged" / "pairwise.csv") == _csv_minus_run_id(
-        runs / "whole" / "pairwise.csv"
+        runs / WHOLE / "pairwise.csv"
     )
 
 
 def test_merging_runs_that_disagree_is_refused(runs):
     rogue = runs / "shard-1-rerun"
-    shutil.copytree(runs / "shard-1", rogue)
+    shutil.copytree(runs / f"shard-1-{TAG}", rogue)
     victim = next(p for p in (rogue / "cases").glob("scripted-*.json"))
     record = json.loads(victim.read_text())
     record.update(outcome="unresolved" if record["outcome"] == "resolved" else "resolved")
     victim.write_text(json.dumps(record))
-    done = merge_cli(str(runs / "shard-1"), str(rogue), "--into", str(runs / "refused"))
+    done = merge_cli(str(runs / f"shard-1-{TAG}"), str(rogue), "--into", str(runs / "refused"))
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
     assert (
-        done.stderr.startswith(f"error: {victim.stem}: run shard-1 recorded ")
+        done.stderr.startswith(f"error: {victim.stem}: run shard-1-{TAG} recorded ")
         and "conflicting" in done.stderr
     )
     assert not (runs / "refused" / "cases").exists()
