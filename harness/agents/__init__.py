@@ -5,16 +5,17 @@ Backends: baselines (gold, empty: no LLM, no container), mini (mini-swe-agent in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from harness.config import ModelEntry, RetryPolicy
 from harness.results.records import Telemetry
 
-if TYPE_CHECKING:
-    from concurrent.futures import Future
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,6 +77,20 @@ class AgentResult:
 REMOVAL_WAIT_S = 180.0
 """How long a case waits for its agent's container removal before its record is written (the `rm` itself
 gives up after 120 s)."""
+
+
+def in_background(work: Callable[[], T], name: str) -> Future[T | None]:
+    """`work()` in a daemon thread named `name`; its value, or None when it raised, in the returned future."""
+    future: Future[T | None] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except Exception:
+            future.set_result(None)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def settle_removal(result: AgentResult) -> None:

@@ -15,13 +15,12 @@ import subprocess
 import threading
 import time
 import traceback
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness.agents import AgentResult, AgentTask
+from harness.agents import AgentResult, AgentTask, in_background
 from harness.config.schema import DEFAULT_MINI_CONFIG
 from harness.errors import BudgetExhausted, CaseStopped, HarnessError
 from harness.infra.containers import LABEL_CASE, LABEL_RUN
@@ -193,7 +192,8 @@ class MiniRunner:
         result.wall_s = time.monotonic() - t0 - started_s - waited_s
         result.container_start_s = started_s + waited_s
         if self.remove_in_background:
-            result.removal = _in_background(self._remove, task, env)
+            # a failed `rm` gives None: the run's end removes its labelled leftovers
+            result.removal = in_background(lambda: self._remove(task, env), f"harness-remove-{task.case_id}")
         else:
             result.container_remove_s = self._remove(task, env)
         return result
@@ -309,17 +309,3 @@ def _failed(task: AgentTask, exc: Exception, agent, model, traj: Path) -> AgentR
         result.infra_error = disk_error(Path(exc.filename or traj), exc, task.run_id)
     result.infra_class, result.traceback = _infra_class(exc), traceback.format_exc()
     return result
-
-
-def _in_background(remove, task: AgentTask, env) -> Future[float | None]:
-    """`remove(task, env)` in a thread; its seconds (None when it failed) in the returned future."""
-    future: Future[float | None] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(remove(task, env))
-        except Exception:  # a failed `rm`: the run's end removes its labelled leftovers
-            future.set_result(None)
-
-    threading.Thread(target=run, name=f"harness-remove-{task.case_id}", daemon=True).start()
-    return future

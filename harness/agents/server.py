@@ -28,12 +28,11 @@ import socketserver
 import struct
 import sys
 import threading
-from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from harness.agents import AgentResult, AgentTask, with_budget_hooks
+from harness.agents import AgentResult, AgentTask, in_background, with_budget_hooks
 from harness.errors import one_line
 from harness.infra.fork_server import ServerProcess, connect, serve, why_unreachable
 from harness.outcomes import OutcomeClass
@@ -90,12 +89,9 @@ class RemoteMiniRunner:
             return _failed(frame[1] if frame else "the agent ended without a result (its process died)")
         result: AgentResult = frame[1]
         if self.remove_in_background:
-            result.removal = removal = Future()
-            threading.Thread(
-                target=lambda: removal.set_result(_removal_seconds(conn, stream)),
-                name=f"harness-removal-{task.case_id}",
-                daemon=True,
-            ).start()
+            result.removal = in_background(
+                lambda: _removal_seconds(conn, stream), f"harness-removal-{task.case_id}"
+            )
         else:
             result.container_remove_s = _removal_seconds(conn, stream)
         return result
