@@ -88,11 +88,11 @@ def case_record(
     )
 
 
-def labelled_containers(runtime, *, run_id: str | None = None, case_id: str | None = None) -> list[str]:
-    """Ids of containers (running or not) carrying our run and/or case label."""
+def labelled_containers(runtime, *, run_label: str | None = None, case_id: str | None = None) -> list[str]:
+    """Ids of containers (running or not) carrying our run label (RunPaths.run_label) and/or case label."""
     filters = []
-    if run_id is not None:
-        filters += ["--filter", f"label={LABEL_RUN}={run_id}"]
+    if run_label is not None:
+        filters += ["--filter", f"label={LABEL_RUN}={run_label}"]
     if case_id is not None:
         filters += ["--filter", f"label={LABEL_CASE}={case_id}"]
     return runtime.run("ps", "-aq", "--no-trunc", *filters, check=False, timeout=60).stdout.split()

@@ -91,8 +91,8 @@ def ctx(cfg, fixture_images, tmp_path) -> Iterator[RunContext]:
 class ContainerWatch:
     """Polls the run's labelled containers while a case runs: the case label of each one, every 0.2 s."""
 
-    def __init__(self, runtime, run_id: str, case_id: str):
-        self.runtime, self.run_id, self.case_id = runtime, run_id, case_id
+    def __init__(self, runtime, run_label: str, case_id: str):
+        self.runtime, self.run_label, self.case_id = runtime, run_label, case_id
         self.seen: list[list[str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -100,7 +100,7 @@ class ContainerWatch:
     def _case_labels(self) -> list[str]:
         """One `ps` for the run's containers, then each one's case label (one that vanished meanwhile is gone)."""
         labels = []
-        for cid in labelled_containers(self.runtime, run_id=self.run_id):
+        for cid in labelled_containers(self.runtime, run_label=self.run_label):
             fmt = f'{{{{ index .Config.Labels "{LABEL_CASE}" }}}}'
             done = self.runtime.run("inspect", "--format", fmt, cid, check=False, timeout=60)
             if done.returncode == 0:
@@ -122,7 +122,7 @@ class ContainerWatch:
 
     def assert_exactly_one_while_live(self) -> None:
         live = [labels for labels in self.seen if labels]
-        assert live, f"no labelled container of run {self.run_id} was ever seen"
+        assert live, f"no labelled container of run {self.run_label} was ever seen"
         wrong = [labels for labels in live if labels != [self.case_id]]
         assert wrong == [], (
             f"{len(wrong)} of {len(live)} looks saw other than one container of {self.case_id}"
@@ -157,27 +157,27 @@ def test_a_provider_that_hangs_past_the_request_timeout_is_an_llm_timeout(ctx, l
     assert [c["attempt"] for c in calls] == [1, 2] and all("Timeout" in c["error"] for c in calls)
     assert all(REQUEST_TIMEOUT_S * 0.9 < c["latency_s"] < REQUEST_TIMEOUT_S + 2 for c in calls), calls
     assert record.errors[0]["stage"] == "agent"
-    assert labelled_containers(runtime, run_id=ctx.run_id) == []
+    assert labelled_containers(runtime, run_label=ctx.paths.run_label) == []
 
 
 def test_a_command_past_its_timeout_is_shown_to_the_agent_which_goes_on(ctx, llm, runtime):
     script = Script(match=CALC_SCRIPT.match, steps=["sleep 30", *CALC_SCRIPT.steps])
     before = len(llm.requests)
     case_id = f"sim-{CALC}-a1"
-    with ContainerWatch(runtime, ctx.run_id, case_id) as watch:
+    with ContainerWatch(runtime, ctx.paths.run_label, case_id) as watch:
         record = _run(ctx, llm, "fx", script=script)
     assert (record.outcome, record.outcome_class) == ("resolved", "resolved"), record.message
     assert record.steps == 1 + len(CALC_SCRIPT.steps) and record.agent_wall_s < 30
     second = json.dumps(llm.requests[before + 1]["body"]["messages"])
     assert f"timed out after {COMMAND_TIMEOUT_S} seconds" in second
     watch.assert_exactly_one_while_live()  # the agent's container, then the evaluator's: never two
-    assert labelled_containers(runtime, run_id=ctx.run_id) == []
+    assert labelled_containers(runtime, run_label=ctx.paths.run_label) == []
 
 
 def test_an_evaluation_past_its_timeout_is_eval_timeout_and_its_container_is_removed(ctx, llm, runtime):
     case_id = f"gold-{CALC}-a1"
     started = time.monotonic()
-    with ContainerWatch(runtime, ctx.run_id, case_id) as watch:
+    with ContainerWatch(runtime, ctx.paths.run_label, case_id) as watch:
         record = _run(ctx, llm, "slow", model="gold")
     assert (record.outcome, record.outcome_class) == ("error", "eval-timeout"), record.message
     assert EVAL_TIMEOUT_S <= record.eval_wall_s < EVAL_TIMEOUT_S + 60 and time.monotonic() - started < 120
@@ -185,7 +185,7 @@ def test_an_evaluation_past_its_timeout_is_eval_timeout_and_its_container_is_rem
     assert f"Test timed out after {EVAL_TIMEOUT_S} seconds" in log
     assert record.errors == [{"stage": "evaluation", "error": record.message, "traceback": ""}]
     watch.assert_exactly_one_while_live()  # the evaluator's container, labelled with the run and the case
-    assert labelled_containers(runtime, run_id=ctx.run_id) == []
+    assert labelled_containers(runtime, run_label=ctx.paths.run_label) == []
 
 
 def test_sampling_settings_reach_every_request_and_the_record(ctx, llm):
@@ -222,9 +222,9 @@ def test_removing_a_runs_leftovers_spares_other_runs_and_unlabelled_containers(r
         _start(runtime),  # not ours at all
     ]
     try:
-        assert sorted(labelled_containers(runtime, run_id=run_a)) == sorted(mine)
+        assert sorted(labelled_containers(runtime, run_label=run_a)) == sorted(mine)
         assert remove_labelled_containers(runtime, run_a) == 2
-        assert labelled_containers(runtime, run_id=run_a) == []
+        assert labelled_containers(runtime, run_label=run_a) == []
         gone = runtime.run("ps", "-aq", "--no-trunc", check=False).stdout.split()
         assert not set(mine) & set(gone)
         for cid in others:
@@ -261,6 +261,6 @@ def test_removal_survives_a_container_that_vanishes_meanwhile(runtime, fixture_i
     ids = [_start(runtime, f"{LABEL_RUN}={run_id}", f"{LABEL_CASE}=c-a{k}") for k in (1, 2, 3)]
     try:
         removed = remove_labelled_containers(_RacingRuntime(runtime.executable, runtime.docker_host), run_id)
-        assert labelled_containers(runtime, run_id=run_id) == [] and removed >= len(ids) - 1
+        assert labelled_containers(runtime, run_label=run_id) == [] and removed >= len(ids) - 1
     finally:
-        _remove(runtime, *labelled_containers(runtime, run_id=run_id))
+        _remove(runtime, *labelled_containers(runtime, run_label=run_id))

@@ -166,6 +166,6 @@ def test_resume_after_sigkill_keeps_what_was_written_and_finishes_the_rest(
     ]
     assert len(predictions) == DEMO_CASES
     assert all(parsed[p["case_id"]]["patch"] == p["model_patch"] for p in predictions)
-    assert labelled_containers(runtime, run_id=run_id) == [], (
+    assert labelled_containers(runtime, run_label=paths.run_label) == [], (
         f"{kill.note}: containers of the run left behind"
     )

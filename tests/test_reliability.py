@@ -12,7 +12,7 @@ from harness.demo.llm_server import Fault, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.results.records import RunPaths, mark_running, stale_markers, write_json_atomic
 from harness.run.start import recover_interrupted
-from tests.helpers import ROOT, run_evals
+from tests.helpers import ROOT, labelled_containers, run_evals
 
 
 def _config(tmp_path, edit):
@@ -98,14 +98,13 @@ def test_a_case_over_its_time_limit_is_an_infra_error_and_leaves_no_container(
     record = json.loads((tmp_path / "runs" / "t" / "cases" / "slow-fixtures__calc-1-a1.json").read_text())
     assert (record["outcome"], record["outcome_class"]) == ("error", "case-timeout")
     assert 7 < record["case_wall_s"] < 20
-    left = runtime.run("ps", "-aq", "--filter", "label=swebench-harness.run=t", check=False).stdout.split()
-    assert left == []
+    assert labelled_containers(runtime, run_label=RunPaths(tmp_path / "runs", "t").run_label) == []
 
 
 @pytest.mark.containers
 def test_a_retry_first_removes_the_containers_its_crashed_try_left(runtime, fixture_images, tmp_path):
     """An evaluation whose process dies after making its container leaves it behind, under the name the next
-    try's evaluation needs (sweb.eval.<instance>.<run>.<model>.a<k>). Here such a container, labelled with
+    try's evaluation needs (sweb.eval.<instance>.<run label>.<model>.a<k>). Here such a container, labelled with
     the run and the case, appears while the case's agent runs: the first evaluation fails on the name, and
     the in-run retry removes the leftover before it runs the case again."""
     import threading
@@ -113,10 +112,11 @@ def test_a_retry_first_removes_the_containers_its_crashed_try_left(runtime, fixt
 
     from harness.infra.containers import instance_image_name
 
-    name = "sweb.eval.fixtures__calc-1.lo.slowfix.a1"
+    label = RunPaths(tmp_path / "runs", "lo").run_label
+    name = f"sweb.eval.fixtures__calc-1.{label}.slowfix.a1"
     labels = [
         "--label",
-        "swebench-harness.run=lo",
+        f"swebench-harness.run={label}",
         "--label",
         "swebench-harness.case=slowfix-fixtures__calc-1-a1",
     ]

@@ -27,6 +27,7 @@ import yaml
 from harness.demo.llm_server import ECHO_FORMS, Fault, ScriptedLLMServer
 from harness.demo.scripts import FIXTURE_SCRIPTS
 from harness.infra.redaction import forms_of
+from harness.results.records import RunPaths
 from tests.conftest import ROOT
 from tests.helpers import labelled_containers
 
@@ -191,6 +192,8 @@ def test_ctrl_c_during_a_request_prints_no_key(fixture_images, runtime, tmp_path
     else:
         assert len(servers) == 2, "the agent server and the fork running the agent"
         assert alive == [], "the interrupted agent's fork outlived its worker's connection"
-    assert labelled_containers(runtime, run_id=run_id) == [], "the interrupted agent's container was left"
+    assert labelled_containers(runtime, run_label=RunPaths(tmp_path / "runs", run_id).run_label) == [], (
+        "the interrupted agent's container was left"
+    )
     blobs = _written(tmp_path) | {"terminal": output}
     assert _found(blobs, _every_form(KEY)) == []

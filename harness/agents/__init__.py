@@ -42,10 +42,15 @@ class AgentTask:
     reserve_call: Callable[[], int] | None = None
     """Budget ledger hook before each request (raises budget.BudgetExhausted)."""
     settle_call: Callable[[int, float | None, str], None] | None = None
+    run_label: str = ""
+    """The run label its container carries (harness.results.records.RunPaths.run_label); '' = the run id."""
     ledger: Any = None
     """The run's budget ledger (harness.infra.budget.Ledger) for agents whose requests happen in another
     process (SWE-agent, the agent server: they open the same SQLite file there); None = no budget (baselines,
     scripted)."""
+
+    def __post_init__(self) -> None:
+        self.run_label = self.run_label or self.run_id
 
 
 @dataclass

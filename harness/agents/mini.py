@@ -212,7 +212,7 @@ class MiniRunner:
             run_args=[
                 "--rm",
                 "--label",
-                f"{LABEL_RUN}={task.run_id}",
+                f"{LABEL_RUN}={task.run_label}",
                 "--label",
                 f"{LABEL_CASE}={task.case_id}",
             ],

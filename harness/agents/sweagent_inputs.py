@@ -157,7 +157,12 @@ def deployment(task: AgentTask, executable: str) -> dict[str, Any]:
         "container_runtime": runtime_name(executable),
         "pull": "never",
         "python_standalone_dir": "",  # "" = use the image's swerex-remote (None becomes "/root")
-        "docker_args": ["--label", f"{LABEL_RUN}={task.run_id}", "--label", f"{LABEL_CASE}={task.case_id}"],
+        "docker_args": [
+            "--label",
+            f"{LABEL_RUN}={task.run_label}",
+            "--label",
+            f"{LABEL_CASE}={task.case_id}",
+        ],
     }
 
 

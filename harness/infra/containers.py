@@ -371,10 +371,10 @@ def _image_labels(runtime: Runtime, tag: str) -> tuple[str, str]:
     return commit, base.replace("<no value>", "")
 
 
-def remove_labelled_containers(runtime: Runtime, run_id: str, case_id: str | None = None) -> int:
-    """Remove every container labelled with this run id, or only this case's (agent and evaluation containers
-    left by a crash)."""
-    filters = ["--filter", f"label={LABEL_RUN}={run_id}"]
+def remove_labelled_containers(runtime: Runtime, run_label: str, case_id: str | None = None) -> int:
+    """Remove every container labelled with this run label (RunPaths.run_label), or only this case's (agent and
+    evaluation containers left by a crash)."""
+    filters = ["--filter", f"label={LABEL_RUN}={run_label}"]
     if case_id is not None:
         filters += ["--filter", f"label={LABEL_CASE}={case_id}"]
     done = runtime.run("ps", "-aq", *filters, check=False, timeout=60)

@@ -189,6 +189,13 @@ class RunPaths:
         self.runs_dir = runs_dir
         self.run_id = run_id
         self.root = runs_dir / run_id
+        folder = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        self.run_label = f"{run_id}-{folder}"
+        """What the run's containers are labelled and named with: the run id and its folder's absolute path, so
+        two runs of one id in two runs dirs on one machine (shards given one --run-id, two checkouts sharing a
+        Docker daemon) never share an evaluation container's name, nor remove each other's containers as
+        leftovers. Moving a run folder changes it: the resume of a moved folder does not remove what a killed
+        process left before the move (docs/decisions.md)."""
         self.manifest = self.root / "manifest.json"
         self.cases = self.root / "cases"
         self.artifacts = self.root / "artifacts"

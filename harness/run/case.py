@@ -68,6 +68,7 @@ def agent_task(ctx: RunContext, case: Case, model: ModelEntry, row: dict) -> Age
     needs_runtime = model.kind in ("scripted", "litellm") or (model.kind == "empty" and ctx.backend != "mini")
     task = AgentTask(
         run_id=ctx.run_id,
+        run_label=ctx.paths.run_label,
         case_id=case.case_id,
         attempt=case.attempt,
         row=row,
@@ -283,7 +284,7 @@ def _remove_leftovers(ctx: RunContext, case: Case) -> None:
 
     # No runtime: the retry itself says so.
     with contextlib.suppress(HarnessError, OSError, subprocess.SubprocessError):
-        remove_labelled_containers(ctx.runtime, ctx.run_id, case.case_id)
+        remove_labelled_containers(ctx.runtime, ctx.paths.run_label, case.case_id)
 
 
 def timeout_record(ctx: RunContext, case: Case, message: str, *, started: str, t0: float) -> CaseRecord:

@@ -55,7 +55,7 @@ def finish_run(
     runtime: Runtime | None = None,
     compare_to_id: str | None = None,
 ) -> RunSummary:
-    leftovers = remove_labelled_containers(runtime, paths.run_id) if runtime else 0
+    leftovers = remove_labelled_containers(runtime, paths.run_label) if runtime else 0
     unreadable: list[Path] = []
     records = load_records(paths, unreadable)
     write_predictions(paths, records)

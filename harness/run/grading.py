@@ -25,7 +25,7 @@ from harness.run.grid import Case
 def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
     ctx.runtime  # noqa: B018 - make sure DOCKER_HOST points at the runtime before swebench connects
-    eval_run_id = f"{ctx.run_id}.{case.model_id}.a{case.attempt}"
+    eval_run_id = evaluation_run_id(ctx, case)
     log_root = ctx.paths.case_artifacts(case.case_id) / "evaluation"
     log_dir = eval_log_dir(log_root, eval_run_id, case.model_id, row["instance_id"])
     key = _key(ctx, row, patch, namespace, case)
@@ -52,13 +52,19 @@ def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
                 namespace=namespace,
                 log_root=log_root,
                 timeout_s=ctx.cfg.agent.evaluation.timeout_s,
-                labels={LABEL_RUN: ctx.run_id, LABEL_CASE: case.case_id},
+                labels={LABEL_RUN: ctx.paths.run_label, LABEL_CASE: case.case_id},
             )
         key = key or _key(ctx, row, patch, namespace, case)  # the image may have been pulled just now
         if ctx.eval_cache is not None and key and not ev.infra:
             meta = {"run_id": ctx.run_id, "case_id": case.case_id, "integrity": ev.integrity}
             ctx.eval_cache.store(key, ev.log_dir, {**meta, "test_exit_status": ev.test_exit_status})
     return {**_verdict_fields(ctx, ev, waited), **cache}
+
+
+def evaluation_run_id(ctx: RunContext, case: Case) -> str:
+    """swebench's run_id for a case's evaluation: it names the evaluation's container (sweb.eval.<instance>.<this>)
+    and its log folder, so it carries the run's label (its folder), the model and the attempt."""
+    return f"{ctx.paths.run_label}.{case.model_id}.a{case.attempt}"
 
 
 def _evaluator(ctx: RunContext):

@@ -140,6 +140,9 @@ def start_manifest(
                 "platform": platform.platform(),
             },
         }
+    manifest["run_label"] = (
+        paths.run_label
+    )  # the containers' label (docker ps --filter label=...), this folder's
     write_json_atomic(paths.manifest, manifest)
 
 

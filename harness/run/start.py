@@ -120,7 +120,7 @@ def open_run(
     runtime = detect_runtime()
     runtime.export_env()
     notes = []
-    if removed := remove_labelled_containers(runtime, paths.run_id):
+    if removed := remove_labelled_containers(runtime, paths.run_label):
         notes.append(f"removed {removed} leftover container(s) of run {paths.run_id}")
     paths.fixture_images_checked.unlink(missing_ok=True)  # images may have changed since
     paths.image_ids.unlink(missing_ok=True)
