@@ -16,8 +16,9 @@ from tests.helpers import run_cli, run_pytest
 
 pytestmark = pytest.mark.containers
 EXPECTED = {"gold": 3, "empty": 0, "scripted": 2}
-# Per process: under `pytest -n`, each xdist worker that runs a test here makes its own demo run; runs of one
-# id share their containers' names and labels (a run's start removes its id's leftovers), so ids must differ.
+# Per process: under `pytest -n`, each xdist worker that runs a test here makes its own demo run. Since dcfb685
+# the harness tells same-id runs in different folders apart (RunPaths.run_label); distinct ids keep these runs
+# apart in any listing too.
 RUN_ID = f"e2e-demo-{uuid.uuid4().hex[:8]}"
 
 
@@ -114,6 +115,23 @@ def _csv(path):
 
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_the_wall_column_is_each_models_own_time(demo_run):
+    """wall_s_median is the median of agent + evaluation + overhead per case, without the waits on other cases;
+    the empty baseline does nothing here (no agent under mini-swe-agent, an empty patch is never evaluated), so
+    its wall is ~0 however long its cases waited for a worker still grading the case before."""
+    import statistics
+
+    _, run_dir, _ = demo_run
+    rows = {r["model"]: r for r in _csv(run_dir / "leaderboard.csv")}
+    records = list(_records(run_dir).values())
+    for model, row in rows.items():
+        own = [
+            r["agent_wall_s"] + r["eval_wall_s"] + r["overhead_s"] for r in records if r["model_id"] == model
+        ]
+        assert float(row["wall_s_median"]) == pytest.approx(statistics.median(own), abs=0.02), model
+    assert float(rows["empty"]["wall_s_median"]) < 0.1
 
 
 def test_leaderboard_versions_intervals_and_manifest(demo_run):

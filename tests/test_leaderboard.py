@@ -156,6 +156,21 @@ def test_usage_columns_keep_unknown_cost_unknown() -> None:
     assert kimi["cost_usd"] == 0.75 and kimi["cost_per_resolved_usd"] == 0.375
 
 
+def test_wall_counts_each_cases_own_time_not_its_waits_on_other_cases() -> None:
+    """Agent + evaluation + the case's overhead. Not the hand-off (the finished agent's patch waiting for its
+    worker, still grading the case before) nor the evaluation queue: those depend on the schedule."""
+    times = {"agent_wall_s": 10.0, "eval_wall_s": 5.0, "overhead_s": 1.0}
+    recs = [
+        case_record("m", "i1", "resolved", **times, handoff_wait_s=40.0, case_wall_s=56.0),
+        case_record("m", "i2", "unresolved", **times | {"agent_wall_s": 20.0}, eval_queue_wait_s=30.0, case_wall_s=56.0),
+        case_record("m", "i3", "unresolved", **times | {"agent_wall_s": 30.0}, case_wall_s=36.0),
+        case_record("empty", "i1", "unresolved", outcome_class="empty-patch", handoff_wait_s=12.0, case_wall_s=12.0),
+    ]  # fmt: skip
+    rows = {row["model"]: row for row in leaderboard_rows(recs)}
+    assert (rows["m"]["wall_s_median"], rows["m"]["wall_s_total"]) == (26.0, 16.0 + 26.0 + 36.0)
+    assert (rows["empty"]["wall_s_median"], rows["empty"]["wall_s_total"]) == (0.0, 0.0)  # it only waited
+
+
 def test_each_version_adds_columns() -> None:
     assert version_columns("v0") == V0
     v1, v2, v3 = (version_columns(v) for v in ("v1", "v2", "v3"))

@@ -53,8 +53,9 @@ def merge_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-# Per process: under `pytest -n`, each xdist worker that runs a test here makes these runs; runs of one id share
-# their containers' names and labels (a run's start removes its id's leftovers), so ids must differ.
+# Per process: under `pytest -n`, each xdist worker that runs a test here makes these runs. Since dcfb685 the
+# harness tells same-id runs in different folders apart (RunPaths.run_label); distinct ids keep them apart in any
+# listing too.
 TAG = uuid.uuid4().hex[:8]
 WHOLE = f"whole-{TAG}"
 

@@ -95,6 +95,10 @@ def _timings(rec: CaseRecord) -> str:
         ("\u2003container start", k.seconds(rec.container_start_s)),
         ("container removal (beside the evaluation)", k.seconds(rec.container_remove_s)),
         ("whole case", k.seconds(rec.case_wall_s)),
+        (
+            "the case's own time (whole case less its waits on other cases: the leaderboard's wall)",
+            k.seconds(rec.own_wall_s),
+        ),
     ]
     cost = [
         ("LLM requests (failed, retries)", k.esc(f"{t.calls} ({t.failed_calls}, {t.retries})")),

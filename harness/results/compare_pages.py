@@ -46,7 +46,7 @@ def _table(recs: list[CaseRecord]) -> str:
             k.esc(_passed(r, "FAIL_TO_PASS")), k.esc(_passed(r, "PASS_TO_PASS")),
             k.esc(", ".join(r.integrity) or "\u2013"), k.esc(r.steps), k.esc(t.calls),
             k.esc(f"{t.prompt_tokens:,} / {t.completion_tokens:,}"), k.money(t.cost_usd) if t.calls else "\u2013",
-            k.seconds(r.case_wall_s),
+            k.seconds(r.own_wall_s),
         ]  # fmt: skip
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     ths = "".join(f"<th>{k.esc(h)}</th>" for h in head)

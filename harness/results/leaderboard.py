@@ -124,7 +124,7 @@ def _usage_columns(recs: list[CaseRecord], resolved: int) -> dict[str, Any]:
     cost = sum(costs) if llm and all(c is not None for c in costs) else None  # type: ignore[arg-type]
     provider = [r.telemetry.provider_cost_usd for r in llm if r.telemetry.provider_cost_usd is not None]
     latencies = [x for r in llm for x in r.telemetry.latencies_s]
-    walls = [r.case_wall_s for r in ran]
+    walls = [r.own_wall_s for r in ran]  # not the waits on other cases
     sources = sorted({s for r in llm for s in r.telemetry.token_source.split("+")})  # cases may be mixed
     pct = stats.percentiles(latencies)
     return {

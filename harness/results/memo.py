@@ -113,7 +113,7 @@ def _far_out(values: dict[str, float]) -> tuple[float, list[str]] | None:
 
 METRICS = {
     "cost": (lambda r: r.telemetry.cost_usd, lambda v: f"${v:.4f}"),
-    "case time": (lambda r: r.case_wall_s if r.outcome != Outcome.SKIPPED else None, lambda v: f"{v:.1f} s"),
+    "case time": (lambda r: r.own_wall_s if r.outcome != Outcome.SKIPPED else None, lambda v: f"{v:.1f} s"),
     "slowest LLM request": (lambda r: max(r.telemetry.latencies_s, default=None), lambda v: f"{v:.2f} s"),
 }
 

@@ -98,6 +98,14 @@ class CaseRecord(BaseModel):
     """hit (the verdict of an earlier identical evaluation), miss (graded now and stored) or off."""
     eval_cache_source: str = ""
     """On a hit: <run id>/<case id> of the evaluation whose report was reused."""
+
+    @property
+    def own_wall_s(self) -> float:
+        """The case's own time: its agent, its evaluation and its overhead, without its waits on other cases (the
+        hand-off to a worker still grading the case before, the evaluation queue). Those depend on the schedule
+        (which cases ran before, on how many slots), not on the model: the leaderboard's wall counts this."""
+        return max(0.0, self.case_wall_s - self.handoff_wait_s - self.eval_queue_wait_s)
+
     test_exit_status: int | None = None
     """Exit status of the evaluator's test command (None: not evaluated, or not recorded)."""
     image_digest: str | None = None
