@@ -103,7 +103,8 @@ class CaseRecord(BaseModel):
     def own_wall_s(self) -> float:
         """The case's own time: its agent, its evaluation and its overhead, without its waits on other cases (the
         hand-off to a worker still grading the case before, the evaluation queue). Those depend on the schedule
-        (which cases ran before, on how many slots), not on the model: the leaderboard's wall counts this."""
+        (which cases ran before, on how many slots), not on the model: the leaderboard's wall counts this. A worker's
+        first cases still count, in their overhead, the wait for the run's servers to finish starting."""
         return max(0.0, self.case_wall_s - self.handoff_wait_s - self.eval_queue_wait_s)
 
     test_exit_status: int | None = None
