@@ -266,6 +266,7 @@ def breakdown(a: dict, workers: int) -> dict[str, float]:
     return {
         "startup": first - a["began"],
         "first_round_extra": statistics.mean(first_round) - statistics.median(later),
+        "first_round_server_wait": statistics.mean(r.get("server_start_wait_s", 0.0) for r in recs[:workers]),
         "cases": last - first,
         "tail": a["ended"] - last,
     }
@@ -334,7 +335,8 @@ run with Python's bytecode cache on (a user's default).
 - **where the harness's wall went** (from its records, one-second resolution): {parts["startup"]:.0f} s from
   process start to the first case (pytest, the workers importing pytest and the harness, collection, the
   {servers} start); the first case of each worker then spent {parts["first_round_extra"]:.1f} s
-  more outside its agent loop than later cases ({first_round_why});
+  more outside its agent loop than later cases ({first_round_why}; measured wait for the servers' load,
+  `server_start_wait_s`: {parts["first_round_server_wait"]:.1f} s on average);
   {parts["cases"]:.0f} s from the first case's start to the last verdict; {parts["tail"]:.0f} s to exit.
 - **median per-case overhead** (case wall outside agent loop, hand-off, queue and evaluation; the agent's
   container start included where its first request did not hide it, its removal runs during grading):

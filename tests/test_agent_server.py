@@ -61,6 +61,24 @@ def test_a_remote_agent_equals_the_in_process_one(runtime, fixture_images, serve
     assert labelled_containers(runtime, case_id=remote_task.case_id) == []
 
 
+def test_an_agent_sent_while_the_server_loads_says_how_long_it_waited(runtime, fixture_images, tmp_path):
+    """The server imports litellm and mini-swe-agent as it starts; an agent sent meanwhile waits, and says so
+    (the run's start-up, kept out of the case's own time). The next one does not wait."""
+    srv = AgentServer.start()
+    try:
+        with ScriptedLLMServer(list(FIXTURE_SCRIPTS)) as llm:
+            results = []
+            for k in (1, 2):
+                task = _task(runtime, fixture_images, tmp_path / str(k), "fixtures__calc-1", llm.url)
+                task.artifacts_dir.mkdir(parents=True)
+                results.append(RemoteMiniRunner(srv.socket_path).run(task))
+    finally:
+        srv.stop()
+    assert [r.exit_status for r in results] == ["Submitted", "Submitted"], results[0].traceback
+    assert results[0].server_wait_s > 0.5 and results[1].server_wait_s == 0.0
+    assert results[0].wall_s < results[1].wall_s + results[0].server_wait_s / 2  # the wait is not in wall_s
+
+
 def test_with_remove_in_background_the_fork_answers_before_it_removes_the_container(
     runtime, fixture_images, server, tmp_path
 ):

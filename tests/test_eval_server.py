@@ -55,6 +55,8 @@ def test_a_remote_evaluation_equals_the_in_process_one(fixture_images, server, t
     assert remote.tests_status == local.tests_status
     assert (remote.log_dir / "report.json").is_file()
     assert remote.log_dir == tmp_path / "eval" / "srv-remote" / "remote" / "fixtures__textkit-2"
+    # the server's first request: it waited for the evaluator's import, which is not the evaluation's wall
+    assert remote.server_wait_s > 0.2 and remote.wall_s < 60
 
 
 def test_concurrent_requests_are_served_side_by_side(fixture_images, server, tmp_path):
@@ -180,8 +182,12 @@ def test_a_folder_left_by_a_killed_server_is_removed_when_the_next_one_starts(mo
 def test_the_cache_spec_hash_is_the_servers_and_equals_the_local_one(fixture_rows, server):
     from harness.infra.eval_cache import spec_hash
 
+    waits = []
     for row in fixture_rows.values():
-        assert spec_hash_remote(server.socket_path, row) == spec_hash(row)
+        found, waited = spec_hash_remote(server.socket_path, row)
+        assert found == spec_hash(row)
+        waits.append(waited)
+    assert waits[0] > 0.2 and waits[1:] == [0.0] * (len(waits) - 1)  # only the first waited for the load
     stopped = EvalServer.start()
     stopped.stop()
-    assert spec_hash_remote(stopped.socket_path, next(iter(fixture_rows.values()))) is None
+    assert spec_hash_remote(stopped.socket_path, next(iter(fixture_rows.values()))) == (None, 0.0)

@@ -4,7 +4,7 @@ unsharded run.
 
 What is compared: every CaseRecord field except what belongs to one run (run_id, started_at, finished_at,
 the times agent_wall_s / eval_wall_s / eval_queue_wait_s / case_wall_s / handoff_wait_s / overhead_s / container_start_s /
-container_remove_s, telemetry latencies_s and retry_wait_s, and artifact paths, which name the
+container_remove_s / server_start_wait_s, telemetry latencies_s and retry_wait_s, and artifact paths, which name the
 evaluation's run id: there the same artifact names must exist and point at files); every leaderboard.csv
 column except run_id, wall_s_median, wall_s_total and latency_p50/p90/p99; pairwise.csv and predictions
 minus their run_id; the gates' statuses (cpu apart: a merge has no CPU samples). All four runs grade
@@ -38,6 +38,7 @@ RUN_FIELDS = {
     "overhead_s",
     "container_start_s",
     "container_remove_s",
+    "server_start_wait_s",
 }
 TELEMETRY_TIMES = {"latencies_s", "retry_wait_s"}
 BOARD_TIMES = {"run_id", "wall_s_median", "wall_s_total", "latency_p50", "latency_p90", "latency_p99"}

@@ -63,6 +63,9 @@ class AgentResult:
     """The agent loop's wall time (the container's start and removal are counted apart)."""
     container_start_s: float | None = None
     container_remove_s: float | None = None
+    server_wait_s: float = 0.0
+    """Waiting for the run's agent server to finish loading before this agent could start (a worker's first
+    cases; part of neither wall_s nor the container's start)."""
     removal: Future[float | None] | None = field(default=None, repr=False, compare=False)
     """The agent's container removal when it runs on after the result (a runner made with
     `remove_in_background`): its seconds, or None when it failed; `settle_removal` waits for it."""

@@ -28,13 +28,14 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from harness.agents import AgentResult, AgentTask, in_background, with_budget_hooks
 from harness.errors import one_line
-from harness.infra.fork_server import ServerProcess, connect, serve, why_unreachable
+from harness.infra.fork_server import ServerProcess, connect, load_wait, serve, why_unreachable
 from harness.outcomes import OutcomeClass
 
 _HEADER = struct.Struct(">Q")
@@ -76,7 +77,7 @@ class RemoteMiniRunner:
         conn.settimeout(2 * task.agent_timeout_s + 900)  # the container's start and removal, the loop
         stream = conn.makefile("rwb")
         try:
-            _send(stream, "task", request)
+            _send(stream, "task", {**request, "sent_at": time.time()})
             frame = _next_frame(stream)
         except (OSError, pickle.PickleError) as e:
             _close(conn, stream)
@@ -179,6 +180,7 @@ class _Handler(socketserver.StreamRequestHandler):
         except KeyboardInterrupt:  # the worker is gone: MiniRunner removed the container before it re-raised
             return
         finished.set()
+        result.server_wait_s = load_wait(request["sent_at"], self.server.loaded_at)
         removal, result.removal = result.removal, None
         try:
             send("result", result)  # the worker goes on (its next agent, this patch's evaluation) ...

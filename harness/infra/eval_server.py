@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.errors import one_line
 from harness.infra.evaluation import EvalResult
-from harness.infra.fork_server import ServerProcess, connect, serve, why_unreachable
+from harness.infra.fork_server import ServerProcess, connect, load_wait, serve, why_unreachable
 
 
 class EvalServer(ServerProcess):
@@ -55,26 +55,33 @@ def evaluate_remote(socket_path: Path, row: dict, patch: str, **kwargs: Any) -> 
     with conn:
         conn.settimeout(2 * timeout_s + 600)  # image and container set-up, tests, teardown
         try:
+            sent_at = time.time()
             conn.sendall(json.dumps(request).encode() + b"\n")
             line = conn.makefile("rb").readline()
         except OSError as e:
             return _infra(log_dir, start, f"the evaluation server stopped answering ({e})")
     if not line:
         return _infra(log_dir, start, "the evaluation ended without a result (its process died)")
-    return result_from_json(json.loads(line))
+    answer = json.loads(line)
+    loaded_at = answer.pop("loaded_at", None)
+    result = result_from_json(answer)
+    result.server_wait_s = load_wait(sent_at, loaded_at)
+    return result
 
 
-def spec_hash_remote(socket_path: Path, row: dict) -> str | None:
-    """`eval_cache.spec_hash(row)`, computed by the server (it needs swebench's specs, which a worker does not
-    load); None when the server cannot answer (the case is then graded without the cache)."""
+def spec_hash_remote(socket_path: Path, row: dict) -> tuple[str | None, float]:
+    """(`eval_cache.spec_hash(row)`, seconds waited for the server's load), computed by the server (it needs
+    swebench's specs, which a worker does not load); None when the server cannot answer (the case is then
+    graded without the cache)."""
+    sent_at = time.time()
     try:
         with connect(socket_path) as conn:
             conn.settimeout(120)
             conn.sendall(json.dumps({"op": "spec_hash", "row": row}).encode() + b"\n")
             answer = json.loads(conn.makefile("rb").readline() or b"{}")
     except (OSError, ValueError):
-        return None
-    return answer.get("spec_hash")
+        return None, 0.0
+    return answer.get("spec_hash"), load_wait(sent_at, answer.get("loaded_at"))
 
 
 def result_to_json(result: EvalResult) -> dict[str, Any]:
@@ -125,12 +132,14 @@ class _Handler(socketserver.StreamRequestHandler):
                 result = _infra(
                     _log_dir(row, request), start, one_line(f"evaluator failed: {type(e).__name__}: {e}")
                 )
-        self.wfile.write(json.dumps(result_to_json(result)).encode() + b"\n")
+        answer = {**result_to_json(result), "loaded_at": self.server.loaded_at}
+        self.wfile.write(json.dumps(answer).encode() + b"\n")
 
     def _spec_hash(self, row: dict) -> None:
         from harness.infra.eval_cache import spec_hash
 
         answer = {} if self.server.load_error else {"spec_hash": spec_hash(row)}
+        answer["loaded_at"] = self.server.loaded_at
         self.wfile.write(json.dumps(answer).encode() + b"\n")
 
 

@@ -29,6 +29,8 @@ class EvalResult:
     integrity: list[str] = field(default_factory=list)
     """Flags of harness.infra.integrity (static patch checks and the test command's exit status)."""
     test_exit_status: int | None = None
+    server_wait_s: float = 0.0
+    """Waiting for the run's evaluation server to load the evaluator before this evaluation (not in wall_s)."""
 
     @property
     def tests_status(self) -> dict[str, Any] | None:

@@ -118,6 +118,12 @@ def connect(socket_path: Path) -> socket.socket:
             time.sleep(0.1)
 
 
+def load_wait(sent_at: float, loaded_at: float | None) -> float:
+    """Seconds a request sent at `sent_at` (time.time()) waited for its server's load, which ended at `loaded_at`
+    (ForkingServer.loaded_at, as the server answers it): a run's start-up, not the case's own time."""
+    return round(max(0.0, (loaded_at or 0.0) - sent_at), 3)
+
+
 def why_unreachable(socket_path: Path, error: OSError) -> str:
     failed = socket_path.parent / START_ERROR
     if failed.is_file():
@@ -134,6 +140,8 @@ class ForkingServer(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     request_queue_size = 64  # every worker may connect while an eager server is still importing
     timeout = 1.0  # handle_request returns every second, so the parent check in `serve` runs
     load_error: str | None = None
+    loaded_at: float = 0.0
+    """time.time() when the load ended (0.0 before): a request sent earlier waited for it (load_wait)."""
 
     def __init__(self, path: str, handler: type, load: Callable[[], None]) -> None:
         super().__init__(path, handler)
@@ -152,6 +160,7 @@ class ForkingServer(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
             finally:
                 gc.freeze()  # forks neither collect nor copy (by touching) the imports' pages
                 gc.enable()
+                self.loaded_at = time.time()
 
     def process_request(self, request, client_address) -> None:
         self.ensure_loaded()

@@ -93,6 +93,10 @@ def _timings(rec: CaseRecord) -> str:
         ("evaluation", k.seconds(rec.eval_wall_s)),
         ("overhead (set-up, container start, records)", k.seconds(rec.overhead_s)),
         ("\u2003container start", k.seconds(rec.container_start_s)),
+        (
+            "\u2003waiting for the run's servers to load (the run's start-up)",
+            k.seconds(rec.server_start_wait_s),
+        ),
         ("container removal (beside the evaluation)", k.seconds(rec.container_remove_s)),
         ("whole case", k.seconds(rec.case_wall_s)),
         (

@@ -87,6 +87,9 @@ class CaseRecord(BaseModel):
     container_remove_s: float | None = None
     """How long removing the agent's container took; mini-swe-agent's runs after the agent's result, beside
     the evaluation and the worker's next agent, so only what outlasts the grading is in overhead_s."""
+    server_start_wait_s: float = 0.0
+    """Waiting for the run's agent or evaluation server to finish loading (a worker's first cases, as the run
+    starts): part of overhead_s, the run's start-up rather than the case's own time."""
     started_at: str = ""
     finished_at: str = ""
     telemetry: Telemetry = Telemetry()
@@ -103,9 +106,10 @@ class CaseRecord(BaseModel):
     def own_wall_s(self) -> float:
         """The case's own time: its agent, its evaluation and its overhead, without its waits on other cases (the
         hand-off to a worker still grading the case before, the evaluation queue). Those depend on the schedule
-        (which cases ran before, on how many slots), not on the model: the leaderboard's wall counts this. A worker's
-        first cases still count, in their overhead, the wait for the run's servers to finish starting."""
-        return max(0.0, self.case_wall_s - self.handoff_wait_s - self.eval_queue_wait_s)
+        (which cases ran before, on how many slots), not on the model; nor the wait for the run's servers to finish
+        loading (server_start_wait_s, the run's start-up). The leaderboard's wall counts this."""
+        waits = self.handoff_wait_s + self.eval_queue_wait_s + self.server_start_wait_s
+        return max(0.0, self.case_wall_s - waits)
 
     test_exit_status: int | None = None
     """Exit status of the evaluator's test command (None: not evaluated, or not recorded)."""

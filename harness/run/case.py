@@ -199,6 +199,7 @@ def save_record(
     namespace = "localhost" if case.split == FIXTURES_SLICE else ctx.namespace
     settle_removal(result)  # the agent's container, removed while the case was classified and graded
     case_wall = time.monotonic() - t0
+    server_wait = result.server_wait_s + fields.pop("server_start_wait_s", 0.0)  # the run's servers' load
     inside = result.wall_s + sum(
         fields.get(k, 0.0) for k in ("handoff_wait_s", "eval_queue_wait_s", "eval_wall_s")
     )
@@ -222,6 +223,7 @@ def save_record(
         overhead_s=round(max(case_wall - inside, 0.0), 3),
         container_start_s=_rounded(result.container_start_s),
         container_remove_s=_rounded(result.container_remove_s),
+        server_start_wait_s=round(server_wait, 3),
         started_at=started,
         finished_at=_now(),
         telemetry=result.telemetry,

@@ -100,6 +100,9 @@ class RunContext:
         """The machine's content-addressed evaluation cache; None under --no-eval-cache."""
         self._digests: dict[str, str | None] = {}
         self._spec_hashes: dict[str, str] = {}
+        self.spec_hash_wait_s = 0.0
+        """Seconds this process's spec_hash requests waited for the evaluation server's load (grading takes the
+        change over a case: its share of the run's start-up)."""
         self.eval_backend = eval_backend
         """docker | modal (--eval-backend): where the official evaluator runs."""
         self.agent_env = agent_env
@@ -149,7 +152,8 @@ class RunContext:
             if self.eval_server is not None:
                 from harness.infra.eval_server import spec_hash_remote
 
-                found = spec_hash_remote(self.eval_server, row)
+                found, waited = spec_hash_remote(self.eval_server, row)
+                self.spec_hash_wait_s += waited
             else:
                 from harness.infra.eval_cache import spec_hash
 

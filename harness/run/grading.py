@@ -28,6 +28,7 @@ def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
     eval_run_id = evaluation_run_id(ctx, case)
     log_root = ctx.paths.case_artifacts(case.case_id) / "evaluation"
     log_dir = eval_log_dir(log_root, eval_run_id, case.model_id, row["instance_id"])
+    spec_waits = ctx.spec_hash_wait_s
     key = _key(ctx, row, patch, namespace, case)
     cache: dict = {"eval_cache": "off" if ctx.eval_cache is None else "miss"}
     started = time.monotonic()
@@ -58,7 +59,8 @@ def grade_patch(ctx: RunContext, case: Case, row: dict, patch: str) -> dict:
         if ctx.eval_cache is not None and key and not ev.infra:
             meta = {"run_id": ctx.run_id, "case_id": case.case_id, "integrity": ev.integrity}
             ctx.eval_cache.store(key, ev.log_dir, {**meta, "test_exit_status": ev.test_exit_status})
-    return {**_verdict_fields(ctx, ev, waited), **cache}
+    server_wait = ctx.spec_hash_wait_s - spec_waits + ev.server_wait_s  # the evaluation server's load
+    return {**_verdict_fields(ctx, ev, waited), **cache, "server_start_wait_s": round(server_wait, 3)}
 
 
 def evaluation_run_id(ctx: RunContext, case: Case) -> str:
