@@ -101,16 +101,6 @@ class CaseRecord(BaseModel):
     """hit (the verdict of an earlier identical evaluation), miss (graded now and stored) or off."""
     eval_cache_source: str = ""
     """On a hit: <run id>/<case id> of the evaluation whose report was reused."""
-
-    @property
-    def own_wall_s(self) -> float:
-        """The case's own time: its agent, its evaluation and its overhead, without its waits on other cases (the
-        hand-off to a worker still grading the case before, the evaluation queue). Those depend on the schedule
-        (which cases ran before, on how many slots), not on the model; nor the wait for the run's servers to finish
-        loading (server_start_wait_s, the run's start-up). The leaderboard's wall counts this."""
-        waits = self.handoff_wait_s + self.eval_queue_wait_s + self.server_start_wait_s
-        return max(0.0, self.case_wall_s - waits)
-
     test_exit_status: int | None = None
     """Exit status of the evaluator's test command (None: not evaluated, or not recorded)."""
     image_digest: str | None = None
@@ -125,6 +115,15 @@ class CaseRecord(BaseModel):
     infra_retries: int = 0
     """Infrastructure failures re-run within this run before this outcome (never counted as attempts)."""
     artifacts: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def own_wall_s(self) -> float:
+        """The case's own time: its agent, its evaluation and its overhead, without its waits on other cases (the
+        hand-off to a worker still grading the case before, the evaluation queue). Those depend on the schedule
+        (which cases ran before, on how many slots), not on the model; nor the wait for the run's servers to finish
+        loading (server_start_wait_s, the run's start-up). The leaderboard's wall counts this."""
+        waits = self.handoff_wait_s + self.eval_queue_wait_s + self.server_start_wait_s
+        return max(0.0, self.case_wall_s - waits)
 
     @property
     def is_infra_error(self) -> bool:
