@@ -154,12 +154,17 @@ def test_case_costs_file_round_trip_and_errors(tmp_path):
             outcome_class="resolved",
             agent_wall_s=agent,
             eval_wall_s=ev,
+            eval_cache=cache,
         )
-        for (m, i, a, agent, ev) in [
-            ("kimi", "i1", 1, 40.0, 10.0),
-            ("kimi", "i1", 2, 60.0, 12.0),
-            ("glm", "i1", 1, 30.0, 11.0),
-            ("gold", "i2", 1, 0.0, 4.0),
+        for (m, i, a, agent, ev, cache) in [
+            ("kimi", "i1", 1, 40.0, 10.0, "miss"),
+            ("kimi", "i1", 2, 60.0, 12.0, "off"),
+            ("glm", "i1", 1, 30.0, 11.0, "miss"),
+            ("gold", "i2", 1, 0.0, 4.0, "miss"),
+            # cache hits: a copied verdict in milliseconds says nothing about what the evaluation costs
+            ("gold", "i1", 1, 0.0, 0.01, "hit"),
+            ("glm", "i2", 1, 30.0, 0.02, "hit"),  # the agents still count
+            ("kimi", "i2", 1, 50.0, 0.01, "hit"),
         ]
     ]
     costs = measured_costs(records)

@@ -169,11 +169,12 @@ def plan_shard(
 
 
 def measured_costs(records: list[CaseRecord]) -> CaseCosts:
-    """Median evaluation seconds per instance and agent seconds per model, from CaseRecords of real runs."""
+    """Median evaluation seconds per instance (evaluations that ran, not cache hits) and agent seconds per model,
+    from CaseRecords of real runs."""
     evals: dict[str, list[float]] = {}
     agents: dict[str, list[float]] = {}
     for rec in records:
-        if rec.eval_wall_s > 0:
+        if rec.eval_wall_s > 0 and rec.eval_cache != "hit":  # a hit copied an earlier verdict in milliseconds
             evals.setdefault(rec.instance_id, []).append(rec.eval_wall_s)
         if rec.agent_wall_s > 0 and rec.completed:
             agents.setdefault(rec.model_id, []).append(rec.agent_wall_s)
