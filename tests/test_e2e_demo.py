@@ -136,7 +136,7 @@ def test_the_wall_column_is_each_models_own_time(demo_run):
         assert float(row["wall_s_median"]) == pytest.approx(statistics.median(own), abs=0.02), model
     assert float(rows["empty"]["wall_s_median"]) < 0.1
     waited = [r for r in records if r["server_start_wait_s"] > 0.2]
-    assert waited and all(r["server_start_wait_s"] <= r["overhead_s"] for r in records)
+    assert waited and all(r["server_start_wait_s"] <= r["overhead_s"] + 0.01 for r in records)  # rounding
 
 
 def test_leaderboard_versions_intervals_and_manifest(demo_run):
