@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -201,13 +202,6 @@ class RunPaths:
         self.runs_dir = runs_dir
         self.run_id = run_id
         self.root = runs_dir / run_id
-        folder = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
-        self.run_label = f"{run_id}-{folder}"
-        """What the run's containers are labelled and named with: the run id and its folder's absolute path, so
-        two runs of one id in two runs dirs on one machine (shards given one --run-id, two checkouts sharing a
-        Docker daemon) never share an evaluation container's name, nor remove each other's containers as
-        leftovers. Moving a run folder changes it: the resume of a moved folder does not remove what a killed
-        process left before the move (docs/decisions.md)."""
         self.manifest = self.root / "manifest.json"
         self.cases = self.root / "cases"
         self.artifacts = self.root / "artifacts"
@@ -219,6 +213,16 @@ class RunPaths:
         self.image_ids = self.slots / "image-ids.json"
         """Instance image -> id, as checked in this session of the run (the controller's pull check, the first
         worker's fixture check): each worker reads it instead of asking the runtime (removed when it starts)."""
+
+    @functools.cached_property
+    def run_label(self) -> str:
+        """What the run's containers are labelled and named with: the run id and its folder's absolute path, so
+        two runs of one id in two runs dirs on one machine (shards given one --run-id, two checkouts sharing a
+        Docker daemon) never share an evaluation container's name, nor remove each other's containers as
+        leftovers. Moving a run folder changes it: the resume of a moved folder does not remove what a killed
+        process left before the move (docs/decisions.md)."""
+        folder = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        return f"{self.run_id}-{folder}"
 
     def record(self, case_id: str) -> Path:
         return self.cases / f"{case_id}.json"

@@ -140,9 +140,8 @@ def start_manifest(
                 "platform": platform.platform(),
             },
         }
-    manifest["run_label"] = (
-        paths.run_label
-    )  # the containers' label (docker ps --filter label=...), this folder's
+    # the containers' label, as this folder gives it (docker ps --filter label=swebench-harness.run=...)
+    manifest["run_label"] = paths.run_label
     write_json_atomic(paths.manifest, manifest)
 
 
