@@ -103,3 +103,53 @@ def test_the_evaluator_learns_the_api_version_from_ping_not_version(
     assert any("/containers/create" in r for r in proxy.requests), (
         proxy.requests
     )  # the proxy saw the evaluation
+
+
+def test_the_evaluation_container_is_removed_with_force_not_stopped_with_a_grace_period(
+    fixture_images, runtime, tmp_path, monkeypatch
+):
+    """swebench's evaluation containers run `tail -f /dev/null` as PID 1, which ignores SIGTERM: on an image
+    without a STOPSIGNAL (every pulled SWE-bench image) swebench's `stop(timeout=15)` after the verdict waits
+    15 s before it kills. Here the calc image is copied with STOPSIGNAL SIGTERM (the fixture images say
+    SIGKILL) under a namespace of its own; the evaluator must go straight to the forced removal."""
+    import uuid
+    from pathlib import Path
+
+    from harness.infra.containers import LABEL_RUN, fixture_image_name, instance_image_name
+    from tests.helpers import RecordingDockerProxy, labelled_containers
+
+    upstream = runtime.docker_host or "unix:///var/run/docker.sock"
+    if not upstream.startswith("unix://"):
+        pytest.skip(f"the Docker API is not a Unix socket here ({upstream})")
+    namespace = f"localhost/harness-sigterm-{uuid.uuid4().hex[:8]}"
+    tag = instance_image_name("fixtures__calc-1", namespace)
+    build = tmp_path / "image"
+    build.mkdir()
+    (build / "Dockerfile").write_text(f"FROM {fixture_image_name('fixtures__calc-1')}\nSTOPSIGNAL SIGTERM\n")
+    runtime.run("build", "-t", tag, str(build), timeout=300)
+    label = f"sigterm-{uuid.uuid4().hex[:8]}"
+    try:
+        with RecordingDockerProxy(upstream, tmp_path) as proxy:
+            monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+            row = fixture_images["fixtures__calc-1"]
+            result = evaluate_patch(
+                row,
+                row["patch"],
+                model_id="m",
+                eval_run_id="t-sigterm",
+                namespace=namespace,
+                log_root=Path(tmp_path / "eval"),
+                timeout_s=300,
+                labels={LABEL_RUN: label},
+            )
+        monkeypatch.undo()
+        assert result.outcome_class == "resolved", result.message
+        assert not [r for r in proxy.requests if r.startswith("POST") and r.split("?")[0].endswith("/stop")]
+        assert [r for r in proxy.requests if r.startswith("DELETE /") and "force=" in r], proxy.requests
+        assert labelled_containers(runtime, run_label=label) == []
+        log = (result.log_dir / "run_instance.log").read_text()
+        assert "Container sweb.eval.fixtures__calc-1.t-sigterm removed." in log
+        # the 15 s grace period would be the bulk of it (a fixture evaluation takes 1-3 s)
+        assert result.wall_s < 12, result.wall_s
+    finally:
+        runtime.run("rmi", "-f", tag, check=False, timeout=120)
