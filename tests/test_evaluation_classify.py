@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -401,3 +402,26 @@ def test_the_governor_reads_the_real_cpu(tmp_path: Path, holder) -> None:
     finally:
         for spinner in spinners:
             spinner.join(10)
+
+
+def test_the_governor_reads_the_cpu_since_its_last_reading_without_a_new_sample(monkeypatch) -> None:
+    """A waiter polls every 0.05 s: within a second of its last reading the governor reads the CPU over the
+    time since then instead of sleeping through a fresh 0.2 s sample (which each slot beyond the first cost)."""
+    import harness.infra.eval_slots as slots
+
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(slots.time, "sleep", lambda s: slept.append(round(s, 3)) or real_sleep(s))
+    monkeypatch.setattr(slots, "_last_reading", threading.local())  # this thread has not asked yet
+    first = slots._cpu_percent()
+    assert slept == [0.2] and 0.0 <= first <= 100.0
+    real_sleep(0.1)
+    slots._cpu_percent()
+    assert slept == [0.2]  # the last 0.1 s are the window: no sample
+    slots._cpu_percent()  # asked again at once: only the rest of a 0.05 s window
+    assert len(slept) == 2 and 0 < slept[1] <= 0.05
+    import psutil
+
+    slots._last_reading.value = (time.monotonic() - 5.0, psutil.cpu_times())  # a reading too old to use
+    slots._cpu_percent()
+    assert slept[2:] == [0.2]

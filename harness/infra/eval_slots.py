@@ -27,7 +27,7 @@ from typing import IO
 def eval_slot(
     slots_dir: Path,
     n_slots: int,
-    poll_s: float = 0.2,
+    poll_s: float = 0.05,
     cpu_target: float | None = None,
     cpu_percent: Callable[[], float] | None = None,
 ) -> Iterator[float]:
@@ -111,8 +111,35 @@ def _waiting(ticket: Path) -> bool:
     return False
 
 
-def _cpu_percent() -> float:
-    """The machine's CPU use over the last 0.2 s, all threads (psutil)."""
+_last_reading = threading.local()
+
+
+def _cpu_percent(window_s: float = 0.2) -> float:
+    """The machine's CPU use over about the last `window_s`, all threads (psutil's cpu_times, as its cpu_percent).
+
+    A waiter asks at every poll (0.05 s): when this thread asked under a second ago, the reading spans the
+    time since then (at least 0.05 s), so a free slot is taken without a blocking sample (each slot beyond
+    the first used to wait for a 0.2 s one); otherwise it samples `window_s`."""
     import psutil
 
-    return float(psutil.cpu_percent(interval=0.2))
+    last = getattr(_last_reading, "value", None)
+    now = time.monotonic()
+    if last is None or now - last[0] > 1.0:  # no recent reading: sample a window now
+        last = (now, psutil.cpu_times())
+        time.sleep(window_s)
+    elif now - last[0] < 0.05:  # too short a window to say anything
+        time.sleep(0.05 - (now - last[0]))
+    reading = (time.monotonic(), psutil.cpu_times())
+    _last_reading.value = reading
+    total = _total(reading[1]) - _total(last[1])
+    busy = total - (_idle(reading[1]) - _idle(last[1]))
+    return max(0.0, min(100.0, 100.0 * busy / total)) if total > 0 else 0.0
+
+
+def _total(times) -> float:
+    """All CPU seconds (guest time is counted in user and nice already, as psutil does)."""
+    return sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+
+
+def _idle(times) -> float:
+    return times.idle + getattr(times, "iowait", 0.0)
