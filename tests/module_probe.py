@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ def pytest_sessionfinish(session):
     folder = os.environ.get("HARNESS_TEST_MODULE_PROBE")
     if folder:
         role = "worker" if hasattr(session.config, "workerinput") else "controller"
+        for thread in threading.enumerate():  # what the process loads, not how far its background import got
+            if (
+                thread.name == "harness-warm-imports"
+            ):  # (--agent-in-process: a worker that ran only baselines)
+                thread.join(timeout=120)
         found: dict = {name: name in sys.modules for name in HEAVY} | {
             "nice": os.getpriority(os.PRIO_PROCESS, 0)
         }

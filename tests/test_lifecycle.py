@@ -85,39 +85,50 @@ def test_fixture_images_are_checked_once_per_run_and_again_when_it_resumes(
     tmp_path, runtime, fixture_images, monkeypatch
 ):
     import harness.infra.containers as containers
+    import harness.run.context as context
 
-    checks = []
+    checks, repos = [], []
     real = containers.build_fixture_images
     monkeypatch.setattr(containers, "build_fixture_images", lambda *a, **k: checks.append(1) or real(*a, **k))
+    written = context.RunContext._write_fixture_repos
+    monkeypatch.setattr(
+        context.RunContext, "_write_fixture_repos", lambda self: repos.append(1) or written(self)
+    )
     run = EvalRun(_options(tmp_path))
     run.start()
+    assert run.fixture_check is not None
+    run.fixture_check.join(timeout=300)  # the controller checks while xdist starts the workers
+    assert len(checks) == 1 and len(repos) == 1
+    rows_file, marker = run.paths.fixture_rows, run.paths.fixture_images_checked
+    assert json.loads(rows_file.read_text()) == fixture_images  # the rows, for the workers
     contexts = [run.context() for _ in range(3)]  # as in three worker processes of one run
     try:
         contexts[0].ensure_fixture_images()
-        contexts[1].ensure_fixture_images()  # reads the first one's marker
-        assert len(checks) == 1
-        # the first one also wrote the images' ids for the run: the others do not ask the runtime for them
+        contexts[1].ensure_fixture_images()  # read the controller's marker and rows
+        assert len(checks) == 1 and len(repos) == 1  # no check and no git repos in the workers
+        assert contexts[0].row("fixtures", "fixtures__calc-1") == fixture_images["fixtures__calc-1"]
+        # the controller also wrote the images' ids for the run: the workers do not ask the runtime for them
         contexts[1]._runtime = Runtime("/nonexistent/podman", None)  # would raise FileNotFoundError if asked
         for instance_id in fixture_images:
             image = fixture_image_name(instance_id)
             inspected = runtime.run("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
             assert contexts[1].image_digest(image) == inspected
-        marker = run.paths.fixture_images_checked
         assert {commit for _, commit in json.loads(marker.read_text())} == {
             row["base_commit"] for row in fixture_images.values()
         }
-        marker.write_text("[]")  # checked for other commits: check again
+        marker.write_text("[]")  # checked for other commits: check again (writing the repos to build from)
         contexts[2].ensure_fixture_images()
-        assert len(checks) == 2
+        assert len(checks) == 2 and len(repos) == 2
     finally:
         for ctx in contexts:
             ctx.close()
     run.finish(0)
     assert marker.is_file()
     run._owner.close()  # the process that ran the session would exit here, releasing the run
+    rows_file.write_text("{}")  # a stale file: the resumed session must not read it
     resumed = EvalRun(_options(tmp_path, run_id=None, resume="lifecycle-run"))
     resumed.start()
+    resumed.fixture_check.join(timeout=300)
     resumed.stop_servers()
-    assert (
-        not marker.exists() and not run.paths.image_ids.exists()
-    )  # images may have changed between sessions
+    assert len(checks) == 3  # images may have changed between sessions: checked again
+    assert json.loads(rows_file.read_text()) == fixture_images

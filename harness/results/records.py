@@ -210,6 +210,9 @@ class RunPaths:
         self.slots = self.root / ".slots"
         self.fixture_images_checked = self.slots / "fixture-images.checked"
         """Marker: the fixture images were checked in this session of the run (removed when it starts)."""
+        self.fixture_rows = self.slots / "fixture-rows.json"
+        """The bundled fixtures' rows (their repos' commits and diffs), written by the process that checks the fixture
+        images in this session: the others read it instead of writing the repos with git (removed when it starts)."""
         self.image_ids = self.slots / "image-ids.json"
         """Instance image -> id, as checked in this session of the run (the controller's pull check, the first
         worker's fixture check): each worker reads it instead of asking the runtime (removed when it starts)."""

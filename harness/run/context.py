@@ -85,6 +85,7 @@ class RunContext:
         agent_env: str = "docker",
         eval_server: Path | None = None,
         agent_server: Path | None = None,
+        runtime: Runtime | None = None,
     ):
         self.cfg = cfg
         self.run_id = run_id
@@ -113,13 +114,15 @@ class RunContext:
         """The run's agent server's socket (harness.agents.server); None: mini-swe-agent runs in this process."""
         self.versions = package_versions()
         self.config_hash = config_hash(cfg.dir)
-        self._runtime: Runtime | None = None
+        self._runtime: Runtime | None = runtime
+        """Detected on first use, unless given (the controller's, with its environment exported)."""
         self._rows: dict[str, dict[str, dict]] = {}
         self.dataset_info: dict[str, dict[str, Any]] = {}
         self._server: Any = None
         self._ledger: Any = None
         self._availability: dict[str, dict[str, str]] | None = None
         self._fixture_images_ready = False
+        self._repos_written = False
         self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
 
     @property
@@ -179,10 +182,8 @@ class RunContext:
 
     def _load_rows(self, split: str) -> dict[str, dict]:
         if split == FIXTURES_SLICE:
-            from harness.demo.fixtures import fixture_rows
-
             self.dataset_info[split] = {"source": "bundled fixtures", "detail": "harness/demo/fixtures.py"}
-            return fixture_rows(self._fixture_repos)
+            return self._read_fixture_rows() or self._write_fixture_repos()
         from harness.infra.dataset import load_lock, load_split
 
         lock = load_lock(self.cfg.lock_path)
@@ -201,20 +202,37 @@ class RunContext:
     def _fixture_repos(self) -> Path:
         return Path(self._tmp.name) / "fixture-repos"
 
+    def _write_fixture_repos(self) -> dict[str, dict]:
+        """Write the fixture repos (git init, commit, diff: ~0.1 CPU-s) and return their rows."""
+        from harness.demo.fixtures import fixture_rows
+
+        self._repos_written = True
+        return fixture_rows(self._fixture_repos)
+
+    def _read_fixture_rows(self) -> dict[str, dict] | None:
+        """The rows another process of this run wrote (RunPaths.fixture_rows), if they are there and whole."""
+        try:
+            rows = json.loads(self.paths.fixture_rows.read_text())
+        except (OSError, ValueError):
+            return None
+        return rows if isinstance(rows, dict) and sorted(rows) == sorted(FIXTURE_IDS) else None
+
     def ensure_images_for(self, case: Case) -> None:
         """The images `case`'s agent and evaluation need, where the harness builds them: the fixture images
         (an `empty` case runs nothing in them). Pulled images are checked when the run starts."""
-        if case.split == FIXTURES_SLICE and case.model_id != "empty":
+        if case.needs_fixture_images:
             self.ensure_fixture_images()
 
     def ensure_fixture_images(self) -> None:
         """Build (or reuse) the fixture images once per run, under a lock shared by the run's workers.
 
-        The first process to get the lock checks (and if needed builds) the images and leaves a marker; the
-        others see it and go on, instead of asking the runtime about every image one after another (about
-        2 s each on a busy machine). The controller removes the marker when the run (or its resume) starts.
+        The first process to get the lock (the controller, which checks while xdist starts the workers:
+        EvalRun.start) checks (and if needed builds) the images and leaves a marker and the rows
+        (RunPaths.fixture_rows); the others see them and go on, instead of asking the runtime about every image
+        one after another (about 2 s each on a busy machine) and writing the fixture repos with git. The
+        controller removes both when the run (or its resume) starts.
 
-        The images are built from the same repos this process reads the fixture rows from.
+        The images are built from the repos this process wrote (the same rows: the repos are deterministic).
         """
         if self._fixture_images_ready:
             return
@@ -223,18 +241,25 @@ class RunContext:
         from harness.infra.containers import build_fixture_images, instance_image_name
         from harness.infra.images import add_image_ids, image_ids
 
-        self.row(FIXTURES_SLICE, FIXTURE_IDS[0])  # writes the fixture repos once per process
         self.paths.slots.mkdir(parents=True, exist_ok=True)
-        rows = self._rows[FIXTURES_SLICE]
-        wanted = json.dumps(sorted((i, r["base_commit"]) for i, r in rows.items()))
         checked = self.paths.fixture_images_checked
         with open(self.paths.slots / "fixture-images.lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not checked.is_file() or checked.read_text() != wanted:  # the first worker checks for all
+            self.row(
+                FIXTURES_SLICE, FIXTURE_IDS[0]
+            )  # the run's rows file (after the first process), else git
+            rows = self._rows[FIXTURES_SLICE]
+            if not checked.is_file() or checked.read_text() != _commits(
+                rows
+            ):  # the first process checks for all
+                if not self._repos_written:  # the images are built from the repos (deterministic: same rows)
+                    self._write_fixture_repos()
                 build_fixture_images(self.runtime, rows, self._fixture_repos)
                 images = [instance_image_name(i, "localhost") for i in sorted(rows)]
                 add_image_ids(self.paths.image_ids, image_ids(self.runtime, images))
-                checked.write_text(wanted)
+                checked.write_text(_commits(rows))
+            if self._read_fixture_rows() != rows:
+                _write_atomic(self.paths.fixture_rows, json.dumps(rows))
         self._fixture_images_ready = True
 
     @property
@@ -272,3 +297,52 @@ class RunContext:
         if self._server is not None:
             self._server.stop()
         self._tmp.cleanup()
+
+
+def check_fixture_images(cfg: HarnessConfig, run_id: str, runs_dir: Path, runtime: Runtime) -> None:
+    """The fixture images and rows of a run, checked by its controller while xdist starts the workers (EvalRun.start),
+    so that their first cases find them checked instead of waiting on the first worker's check (~0.3-0.5 s on 2
+    busy cores) and writing the fixture repos each. A failure is left to the workers: their cases check again
+    and report it."""
+    ctx = RunContext(cfg, run_id, runs_dir, eval_cache=False, runtime=runtime)
+    try:
+        ctx.ensure_fixture_images()
+    except Exception:  # noqa: BLE001, S110 - reported by the cases that need the images
+        pass
+    finally:
+        ctx.close()
+
+
+def _commits(rows: dict[str, dict]) -> str:
+    """What the fixture-images marker holds: each fixture's base commit (a changed fixture changes it)."""
+    return json.dumps(sorted((i, r["base_commit"]) for i, r in rows.items()))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers see the old file, none, or the whole new one (a unique temp file, renamed over it)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def warm_llm_imports() -> None:
+    """Import litellm and mini-swe-agent's model (about 5 s) in the background while the process does
+    other work, instead of on the first LLM case; an import that is still running blocks only its user."""
+    import threading
+
+    def warm() -> None:
+        import contextlib
+        import gc
+
+        with contextlib.suppress(Exception):
+            import harness.agents.llm  # noqa: F401
+        # litellm leaves ~400k objects that live as long as the process: keep them out of the cyclic GC,
+        # whose full passes (pytest runs two at session end) otherwise walk them every time (~0.25 s each).
+        gc.freeze()
+
+    threading.Thread(target=warm, name="harness-warm-imports", daemon=True).start()

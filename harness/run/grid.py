@@ -27,6 +27,12 @@ class Case:
     def case_id(self) -> str:
         return case_id(self.model_id, self.instance_id, self.attempt)
 
+    @property
+    def needs_fixture_images(self) -> bool:
+        """A bundled fixture instance whose agent or evaluation runs in its image (the `empty` baseline runs
+        nothing); the harness builds those images itself (RunContext.ensure_fixture_images)."""
+        return self.split == FIXTURES_SLICE and self.model_id != "empty"
+
     def agent_timeout_s(self, active_grids: frozenset[str] = frozenset()) -> int:
         """The limit of the grid being run (`-m i3` -> i3's), else the smallest of the case's grids."""
         chosen = [t for g, t in zip(self.grids, self.timeouts, strict=True) if g in active_grids]

@@ -11,9 +11,11 @@ the run (run folder, manifest, pre-flight, CPU sampler) and finishes it (records
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -123,6 +125,7 @@ class EvalRun:
         self._agent_server: AgentServer | None = None
         self.agent_socket: Path | None = Path(agent_server) if agent_server else None
         """The run's agent server (harness.agents.server); None: mini-swe-agent runs in this process."""
+        self.fixture_check: threading.Thread | None = None  # harness.run.context.check_fixture_images
 
     # -- start (controller) -------------------------------------------------------------------------
 
@@ -168,6 +171,12 @@ class EvalRun:
 
             self._agent_server = AgentServer.start()
             self.agent_socket = self._agent_server.socket_path
+        if self._runtime is not None and any(c.needs_fixture_images for c in self.cases_to_run()):
+            from harness.run.context import check_fixture_images  # while xdist starts the workers
+
+            check = partial(check_fixture_images, self.cfg, self.run_id, self.options.runs_dir, self._runtime)
+            self.fixture_check = threading.Thread(target=check, name="harness-fixture-images", daemon=True)
+            self.fixture_check.start()
         self.started = True
 
     def runs_llm_agents(self) -> bool:
@@ -195,21 +204,25 @@ class EvalRun:
         """Before any case: the images of the cases that will run (-m, -k, --resume; not the ones skipped for
         quarantine or a missing key) are present or pulled, else one HarnessError line says which and how.
         `ids` receives image -> id of each pulled image checked."""
-        from harness.config.catalog import missing_key
         from harness.infra.containers import detect_runtime
         from harness.infra.images import check_before_run
 
+        hint = f"-m {self.options.markexpr}" if self.options.markexpr else "-m GRID"
+        return check_before_run(detect_runtime, self.image_needs(self.cases_to_run()), hint, ids)
+
+    def cases_to_run(self) -> list[Case]:
+        """The cases that will run (-m, -k, --resume), less the ones skipped for quarantine or a missing key."""
+        from harness.config.catalog import missing_key
+
         quarantined = set() if self.options.include_quarantined else set(self.cfg.quarantined())
         done = self.finished_case_ids()
-        cases = [
+        return [
             c
             for c in keyword_selected(self.options.keywordexpr, self.selected)
             if c.instance_id not in quarantined
             and c.case_id not in done
             and not missing_key(self.cfg.catalog, self.cfg.catalog.get(c.model_id))
         ]
-        hint = f"-m {self.options.markexpr}" if self.options.markexpr else "-m GRID"
-        return check_before_run(detect_runtime, self.image_needs(cases), hint, ids)
 
     def estimate_lines(self, case_ids: set[str]) -> list[str]:
         """The pre-flight cost estimate of the cases pytest will run (after -m, -k and --resume)."""
@@ -253,11 +266,11 @@ class EvalRun:
 
     def context(self) -> RunContext:
         """This process's RunContext (runtime, rows, ledger, scripted server), made lazily on first use."""
-        from harness.run.context import RunContext
+        from harness.run.context import RunContext, warm_llm_imports
 
         workers = self.options.eval_workers
         if self.agent_socket is None and self.runs_llm_agents():
-            _warm_llm_imports()  # no agent server: mini-swe-agent runs in this process
+            warm_llm_imports()  # no agent server: mini-swe-agent runs in this process
         return RunContext(
             self.cfg,
             self.run_id,
@@ -368,21 +381,3 @@ class EvalRun:
 
 
 LLM_KINDS = ("scripted", "litellm")
-
-
-def _warm_llm_imports() -> None:
-    """Import litellm and mini-swe-agent's model (about 5 s) in the background while the process does
-    other work, instead of on the first LLM case; an import that is still running blocks only its user."""
-    import threading
-
-    def warm() -> None:
-        import contextlib
-        import gc
-
-        with contextlib.suppress(Exception):
-            import harness.agents.llm  # noqa: F401
-        # litellm leaves ~400k objects that live as long as the process: keep them out of the cyclic GC,
-        # whose full passes (pytest runs two at session end) otherwise walk them every time (~0.25 s each).
-        gc.freeze()
-
-    threading.Thread(target=warm, name="harness-warm-imports", daemon=True).start()

@@ -123,6 +123,7 @@ def open_run(
     if removed := remove_labelled_containers(runtime, paths.run_label):
         notes.append(f"removed {removed} leftover container(s) of run {paths.run_id}")
     paths.fixture_images_checked.unlink(missing_ok=True)  # images may have changed since
+    paths.fixture_rows.unlink(missing_ok=True)  # and the harness's fixtures with them
     paths.image_ids.unlink(missing_ok=True)
     if stale := recover_interrupted(paths):
         notes.append(f"{len(stale)} case(s) were running when the last process died; they run again")
