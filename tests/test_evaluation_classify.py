@@ -404,24 +404,46 @@ def test_the_governor_reads_the_real_cpu(tmp_path: Path, holder) -> None:
             spinner.join(10)
 
 
-def test_the_governor_reads_the_cpu_since_its_last_reading_without_a_new_sample(monkeypatch) -> None:
-    """A waiter polls every 0.05 s: within a second of its last reading the governor reads the CPU over the
-    time since then instead of sleeping through a fresh 0.2 s sample (which each slot beyond the first cost)."""
+def test_the_governor_reads_the_cpu_over_its_recent_readings_without_a_new_sample(monkeypatch) -> None:
+    """Within a second of its readings the governor reads the CPU over the last 0.2 s of them instead of
+    sleeping through a fresh 0.2 s sample (which each slot beyond the first cost once it was freed)."""
+    import psutil
+
     import harness.infra.eval_slots as slots
 
     slept: list[float] = []
     real_sleep = time.sleep
     monkeypatch.setattr(slots.time, "sleep", lambda s: slept.append(round(s, 3)) or real_sleep(s))
-    monkeypatch.setattr(slots, "_last_reading", threading.local())  # this thread has not asked yet
+    monkeypatch.setattr(slots, "_readings", threading.local())  # this thread has no readings yet
     first = slots._cpu_percent()
     assert slept == [0.2] and 0.0 <= first <= 100.0
     real_sleep(0.1)
-    slots._cpu_percent()
-    assert slept == [0.2]  # the last 0.1 s are the window: no sample
-    slots._cpu_percent()  # asked again at once: only the rest of a 0.05 s window
-    assert len(slept) == 2 and 0 < slept[1] <= 0.05
-    import psutil
-
-    slots._last_reading.value = (time.monotonic() - 5.0, psutil.cpu_times())  # a reading too old to use
+    assert 0.0 <= slots._cpu_percent() <= 100.0 and slots._cpu_percent() >= 0.0
+    assert slept == [0.2]  # both read over the readings of 0.2-0.3 s before: no sample
+    monkeypatch.setattr(slots, "_readings", threading.local())
+    slots._note_cpu()
+    real_sleep(0.15)
+    slots._cpu_percent()  # 0.15 s of readings: only the rest of the window
+    assert len(slept) == 2 and 0.0 < slept[1] <= 0.05
+    slots._readings.history.clear()
+    slots._readings.history.append((time.monotonic() - 5.0, psutil.cpu_times()))  # too old to use
     slots._cpu_percent()
     assert slept[2:] == [0.2]
+
+
+def test_a_waiter_takes_a_freed_slot_beyond_the_first_without_a_cpu_sample(
+    tmp_path: Path, holder, monkeypatch
+):
+    """Slot 0 busy throughout, slot 1 held for 0.5 s: the waiter noted the CPU while it waited, so once slot 1
+    frees the governor reads the CPU at once (no 0.2 s sample) and the waiter takes it."""
+    import harness.infra.eval_slots as slots
+
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(slots.time, "sleep", lambda s: slept.append(round(s, 3)) or real_sleep(s))
+    with eval_slot(tmp_path / ".slots", 2, poll_s=0.02):  # slot 0, kept by this test
+        proc, released = holder(2)  # slot 1, for 0.5 s
+        with eval_slot(tmp_path / ".slots", 2, poll_s=0.02, cpu_target=101) as waited:
+            entered_at = time.monotonic()
+    assert entered_at >= released.value - 0.05 and waited > 0.3
+    assert 0.2 not in slept, slept  # only polls

@@ -17,10 +17,11 @@ import fcntl
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextmanager
@@ -42,6 +43,8 @@ def eval_slot(
                 if ticket.first():
                     held = _take_a_slot(handles, cpu_target, cpu_percent or _cpu_percent)
                 if held is None:
+                    if cpu_target is not None and cpu_percent is None:
+                        _note_cpu()  # so that the governor reads the CPU without a sample once a slot frees
                     time.sleep(poll_s)
         yield time.monotonic() - start
     finally:
@@ -111,28 +114,37 @@ def _waiting(ticket: Path) -> bool:
     return False
 
 
-_last_reading = threading.local()
+_readings = threading.local()
+"""This thread's recent readings of the machine's CPU counters, (monotonic time, psutil.cpu_times()), oldest first."""
+
+
+def _note_cpu() -> tuple[float, Any]:
+    """Read the CPU counters into this thread's history (the last second of readings) and return the reading."""
+    import psutil
+
+    history: deque[tuple[float, Any]] = _readings.__dict__.setdefault("history", deque())
+    reading = (time.monotonic(), psutil.cpu_times())
+    history.append(reading)
+    while reading[0] - history[0][0] > 1.0:
+        history.popleft()
+    return reading
 
 
 def _cpu_percent(window_s: float = 0.2) -> float:
     """The machine's CPU use over about the last `window_s`, all threads (psutil's cpu_times, as its cpu_percent).
 
-    A waiter asks at every poll (0.05 s): when this thread asked under a second ago, the reading spans the
-    time since then (at least 0.05 s), so a free slot is taken without a blocking sample (each slot beyond
-    the first used to wait for a 0.2 s one); otherwise it samples `window_s`."""
-    import psutil
-
-    last = getattr(_last_reading, "value", None)
-    now = time.monotonic()
-    if last is None or now - last[0] > 1.0:  # no recent reading: sample a window now
-        last = (now, psutil.cpu_times())
-        time.sleep(window_s)
-    elif now - last[0] < 0.05:  # too short a window to say anything
-        time.sleep(0.05 - (now - last[0]))
-    reading = (time.monotonic(), psutil.cpu_times())
-    _last_reading.value = reading
-    total = _total(reading[1]) - _total(last[1])
-    busy = total - (_idle(reading[1]) - _idle(last[1]))
+    A waiter notes the counters at every poll (`eval_slot`), so when a slot beyond the first frees up the reading
+    spans the last `window_s` of them and costs no sleep; without recent readings it samples `window_s` (each
+    slot beyond the first used to wait for such a 0.2 s sample after it was freed)."""
+    latest = _note_cpu()
+    history = _readings.history
+    base = next((r for r in reversed(history) if latest[0] - r[0] >= window_s), None)
+    if base is None:
+        base = history[0]
+        time.sleep(window_s - (latest[0] - base[0]))
+        latest = _note_cpu()
+    total = _total(latest[1]) - _total(base[1])
+    busy = total - (_idle(latest[1]) - _idle(base[1]))
     return max(0.0, min(100.0, 100.0 * busy / total)) if total > 0 else 0.0
 
 
