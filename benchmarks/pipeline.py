@@ -10,7 +10,8 @@ OpenAI-compatible server that waits `--latency` seconds on every request, so age
     server; `--no-prefetch` and `--agent-in-process` for the A/B).
 (b) two-phase, as SWE-agent's run-batch and mini-swe-agent's batch mode do it: every agent first
     (W threads, the same mini-swe-agent runner), then every prediction through the official evaluator
-    (E processes, the same `run_instance`), in a subprocess of its own.
+    (E processes, swebench's `run_instance` as `run_evaluation` calls it, its own clean-up included), in a
+    subprocess of its own.
 
 Reported: both walls (process start to exit) and their ratio; the harness's efficiency against the ideal
 max(sum agent / W, sum evaluation / E) from its own records; peak RSS of each xdist worker (psutil);
@@ -190,13 +191,29 @@ def run_harness(
 # --- (b) two-phase, in a subprocess of its own ---------------------------------------------------------
 
 
+_client = None
+
+
 def _evaluate_one(args: tuple) -> float:
+    """swebench's own `run_instance`, as `run_evaluation` calls it: one Docker client per process (it makes one
+    per run), its own container clean-up (stop with a 15 s grace, then remove; the harness's evaluator skips
+    the grace, harness.infra.evaluation). The client is made without the SDK's `/version` call, as the
+    harness's is: podman answers that slowly, and it is a transport detail, not part of two-phase."""
+    global _client
     row, patch, model_id, log_root = args
-    from harness.infra.evaluation import evaluate_patch
+    from swebench.harness import run_evaluation
+    from swebench.harness.test_spec.test_spec import make_test_spec
+
+    from harness.demo.fixtures import register_fixture_repos
+    from harness.infra.evaluation import docker_client
 
     t0 = time.monotonic()
-    evaluate_patch(row, patch, model_id=model_id, eval_run_id="two-phase", namespace="localhost",
-                   log_root=Path(log_root), timeout_s=600)  # fmt: skip
+    register_fixture_repos()
+    run_evaluation.RUN_EVALUATION_LOG_DIR = Path(log_root)
+    _client = _client or docker_client(timeout=600)
+    pred = {"instance_id": row["instance_id"], "model_name_or_path": model_id, "model_patch": patch}
+    spec = make_test_spec(row, namespace="localhost")
+    run_evaluation.run_instance(spec, pred, False, False, _client, "two-phase", 600)
     return time.monotonic() - t0
 
 
