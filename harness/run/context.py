@@ -245,13 +245,9 @@ class RunContext:
         checked = self.paths.fixture_images_checked
         with open(self.paths.slots / "fixture-images.lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self.row(
-                FIXTURES_SLICE, FIXTURE_IDS[0]
-            )  # the run's rows file (after the first process), else git
+            self.row(FIXTURES_SLICE, FIXTURE_IDS[0])  # the run's rows file if there (else from git, here)
             rows = self._rows[FIXTURES_SLICE]
-            if not checked.is_file() or checked.read_text() != _commits(
-                rows
-            ):  # the first process checks for all
+            if not checked.is_file() or checked.read_text() != _commits(rows):  # the first one checks for all
                 if not self._repos_written:  # the images are built from the repos (deterministic: same rows)
                     self._write_fixture_repos()
                 build_fixture_images(self.runtime, rows, self._fixture_repos)

@@ -137,7 +137,8 @@ class EvalRun:
 
         notes = check_dataset(self.cfg, self.selected, self.options.dataset_source)
         ids: dict[str, str] = {}  # image -> id of the images checked, for the workers (RunPaths.image_ids)
-        notes += self.check_images(ids)
+        to_run = self.cases_to_run()
+        notes += self.check_images(ids, to_run)
         try:
             self._runtime, opened, self._owner = open_run(
                 self.cfg, self.paths, resume=bool(self.options.resume), argv=list(self.options.argv)
@@ -171,7 +172,7 @@ class EvalRun:
 
             self._agent_server = AgentServer.start()
             self.agent_socket = self._agent_server.socket_path
-        if self._runtime is not None and any(c.needs_fixture_images for c in self.cases_to_run()):
+        if self._runtime is not None and any(c.needs_fixture_images for c in to_run):
             from harness.run.context import check_fixture_images  # while xdist starts the workers
 
             check = partial(check_fixture_images, self.cfg, self.run_id, self.options.runs_dir, self._runtime)
@@ -200,15 +201,16 @@ class EvalRun:
         kind = self.cfg.catalog.get
         return images_for(cases, self.options.image_namespace, lambda m: kind(m).kind, self.backend)
 
-    def check_images(self, ids: dict[str, str] | None = None) -> list[str]:
+    def check_images(self, ids: dict[str, str] | None = None, cases: list[Case] | None = None) -> list[str]:
         """Before any case: the images of the cases that will run (-m, -k, --resume; not the ones skipped for
         quarantine or a missing key) are present or pulled, else one HarnessError line says which and how.
-        `ids` receives image -> id of each pulled image checked."""
+        `ids` receives image -> id of each pulled image checked; `cases`: `cases_to_run()`, if the caller has it."""
         from harness.infra.containers import detect_runtime
         from harness.infra.images import check_before_run
 
         hint = f"-m {self.options.markexpr}" if self.options.markexpr else "-m GRID"
-        return check_before_run(detect_runtime, self.image_needs(self.cases_to_run()), hint, ids)
+        needs = self.image_needs(self.cases_to_run() if cases is None else cases)
+        return check_before_run(detect_runtime, needs, hint, ids)
 
     def cases_to_run(self) -> list[Case]:
         """The cases that will run (-m, -k, --resume), less the ones skipped for quarantine or a missing key."""
