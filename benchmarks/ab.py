@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.perfdoc import machine_line, replace_section  # noqa: E402
-from benchmarks.pipeline import add_grid_arguments, build_images, run_harness  # noqa: E402
+from benchmarks.pipeline import add_grid_arguments, build_images, run_harness, settle_podman  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -62,6 +62,7 @@ def main() -> None:
         server = stack.enter_context(ScriptedLLMServer(list(FIXTURE_SCRIPTS), latency_s=args.latency))
         for _ in range(args.repeats):
             for side, root, flags in sides:
+                settle_podman()  # the last run's exec sessions' clean-ups would land in this one
                 with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
                     run = run_harness(
                         Path(tmp), server.url, args.models, args.workers, args.eval_slots, flags, root
