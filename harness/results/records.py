@@ -214,8 +214,9 @@ class RunPaths:
         """The bundled fixtures' rows (their repos' commits and diffs), written by the process that checks the fixture
         images in this session: the others read it instead of writing the repos with git (removed when it starts)."""
         self.image_ids = self.slots / "image-ids.json"
-        """Instance image -> id, as checked in this session of the run (the controller's pull check, the first
-        worker's fixture check): each worker reads it instead of asking the runtime (removed when it starts)."""
+        """Instance image -> id, as checked in this session of the run (the controller's pull check, the fixture
+        check of the process that took its lock first): each worker reads it instead of asking the runtime
+        (removed when it starts)."""
 
     @functools.cached_property
     def run_label(self) -> str:

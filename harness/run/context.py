@@ -20,7 +20,7 @@ from harness.demo.fixtures import FIXTURE_IDS
 from harness.errors import HarnessError
 from harness.infra.containers import Runtime, detect_runtime
 from harness.infra.eval_cache import EvalCache, default_root
-from harness.results.records import RunPaths
+from harness.results.records import RunPaths, write_text_atomic
 
 if TYPE_CHECKING:
     from harness.run.grid import Case
@@ -122,7 +122,6 @@ class RunContext:
         self._ledger: Any = None
         self._availability: dict[str, dict[str, str]] | None = None
         self._fixture_images_ready = False
-        self._repos_written = False
         self._tmp = tempfile.TemporaryDirectory(prefix="harness-")
 
     @property
@@ -206,7 +205,6 @@ class RunContext:
         """Write the fixture repos (git init, commit, diff: ~0.1 CPU-s) and return their rows."""
         from harness.demo.fixtures import fixture_rows
 
-        self._repos_written = True
         return fixture_rows(self._fixture_repos)
 
     def _read_fixture_rows(self) -> dict[str, dict] | None:
@@ -247,15 +245,16 @@ class RunContext:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self.row(FIXTURES_SLICE, FIXTURE_IDS[0])  # the run's rows file if there (else from git, here)
             rows = self._rows[FIXTURES_SLICE]
-            if not checked.is_file() or checked.read_text() != _commits(rows):  # the first one checks for all
-                if not self._repos_written:  # the images are built from the repos (deterministic: same rows)
+            wanted = json.dumps(sorted((i, r["base_commit"]) for i, r in rows.items()))
+            if not checked.is_file() or checked.read_text() != wanted:  # the first one checks for all
+                if not self._fixture_repos.is_dir():  # images are built from repos (deterministic: same rows)
                     self._write_fixture_repos()
                 build_fixture_images(self.runtime, rows, self._fixture_repos)
                 images = [instance_image_name(i, "localhost") for i in sorted(rows)]
                 add_image_ids(self.paths.image_ids, image_ids(self.runtime, images))
-                checked.write_text(_commits(rows))
+                checked.write_text(wanted)
             if self._read_fixture_rows() != rows:
-                _write_atomic(self.paths.fixture_rows, json.dumps(rows))
+                write_text_atomic(self.paths.fixture_rows, json.dumps(rows))
         self._fixture_images_ready = True
 
     @property
@@ -307,23 +306,6 @@ def check_fixture_images(cfg: HarnessConfig, run_id: str, runs_dir: Path, runtim
         pass
     finally:
         ctx.close()
-
-
-def _commits(rows: dict[str, dict]) -> str:
-    """What the fixture-images marker holds: each fixture's base commit (a changed fixture changes it)."""
-    return json.dumps(sorted((i, r["base_commit"]) for i, r in rows.items()))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers see the old file, none, or the whole new one (a unique temp file, renamed over it)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def warm_llm_imports() -> None:

@@ -201,16 +201,15 @@ class EvalRun:
         kind = self.cfg.catalog.get
         return images_for(cases, self.options.image_namespace, lambda m: kind(m).kind, self.backend)
 
-    def check_images(self, ids: dict[str, str] | None = None, cases: list[Case] | None = None) -> list[str]:
+    def check_images(self, ids: dict[str, str], cases: list[Case]) -> list[str]:
         """Before any case: the images of the cases that will run (-m, -k, --resume; not the ones skipped for
         quarantine or a missing key) are present or pulled, else one HarnessError line says which and how.
-        `ids` receives image -> id of each pulled image checked; `cases`: `cases_to_run()`, if the caller has it."""
+        `cases`: `cases_to_run()`; `ids` receives image -> id of each pulled image checked."""
         from harness.infra.containers import detect_runtime
         from harness.infra.images import check_before_run
 
         hint = f"-m {self.options.markexpr}" if self.options.markexpr else "-m GRID"
-        needs = self.image_needs(self.cases_to_run() if cases is None else cases)
-        return check_before_run(detect_runtime, needs, hint, ids)
+        return check_before_run(detect_runtime, self.image_needs(cases), hint, ids)
 
     def cases_to_run(self) -> list[Case]:
         """The cases that will run (-m, -k, --resume), less the ones skipped for quarantine or a missing key."""
