@@ -236,3 +236,36 @@ def test_ledger_pickles_without_its_connection(tmp_path):
     led.reserve_call("openai", "a")
     clone = pickle.loads(pickle.dumps(led))
     assert clone.exhausted("openai") == "calls-per-day:openai"
+
+
+def _open_fresh_ledgers(paths: list[Path], barrier, queue) -> None:
+    errors: list[str] = []
+    for path in paths:
+        barrier.wait()  # every process opens the same new file at once
+        try:
+            led = Ledger(path, "run-1", Limits())
+            led.settle_call(led.reserve_call("openai", "case-1"), cost_usd=0.0, status="ok")
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    queue.put(errors)
+
+
+def test_processes_opening_a_new_ledger_at_once_all_get_it(tmp_path):
+    """Two runs started together on a new runs folder (shards on one machine), or workers that each build the
+    ledger, open one new file at the same moment. Switching a new file to WAL needs a lock SQLite does not wait
+    for (busy_timeout does not apply), so the losers were told "database is locked" at once."""
+    n, files = 8, 30
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    paths = [tmp_path / f"budget-{i}.sqlite" for i in range(files)]
+    procs = [ctx.Process(target=_open_fresh_ledgers, args=(paths, barrier, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    errors = [e for _ in procs for e in queue.get(timeout=120)]
+    for p in procs:
+        p.join(timeout=60)
+    assert errors == []
+    for path in paths:
+        assert Ledger(path, "run-1", Limits()).calls_today("openai") == n
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

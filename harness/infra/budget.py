@@ -23,6 +23,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -227,7 +228,7 @@ class Ledger(LedgerRules):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable except on power loss
         except (OSError, sqlite3.Error) as exc:
             raise HarnessError(
@@ -253,6 +254,21 @@ class Ledger(LedgerRules):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode = WAL`, retried until BUSY_TIMEOUT_S. On a file still in its first journal mode the
+    switch needs a lock SQLite does not wait for (busy_timeout does not apply): while another process makes the
+    same switch (shards started together on a new runs folder), it answers "database is locked" at once."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def ledger_for(
