@@ -3,13 +3,16 @@ runs in a row through the real evaluator."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness.infra.eval_cache import EvalCache, cache_key, normalize_patch
+from harness.infra.eval_cache import PROBE_VERSION, EvalCache, cache_key, spec_hash
 from tests.helpers import run_evals
 
 ROW = {"instance_id": "o__r-1", "repo": "o/r", "version": "1.0", "test_patch": "tp", "FAIL_TO_PASS": "[]"}
@@ -24,8 +27,13 @@ def _logs(folder: Path, verdict: bool = True) -> Path:
 
 def test_the_key_follows_patch_image_evaluator_and_spec():
     base = cache_key(ROW, "diff\n", "sha256:img", "4.1.0")
-    assert cache_key(ROW, "diff\r\n\n\n", "sha256:img", "4.1.0") == base  # normalized patch
-    assert normalize_patch("a\r\nb") == "a\nb\n"
+    assert cache_key(ROW, "diff\n", "sha256:img", "4.1.0", spec=None) == base
+    for variant in ("diff\r\n", "diff", "diff\n\n"):  # the evaluator gets the exact bytes: so does the key
+        assert cache_key(ROW, variant, "sha256:img", "4.1.0") != base
+    # An entry written under the version-1 key (patch normalized: maybe graded from "diff\r\n") is not found.
+    v1 = {"instance_id": ROW["instance_id"], "patch_sha256": hashlib.sha256(b"diff\n").hexdigest(),
+          "image_digest": "sha256:img", "evaluator": f"4.1.0+{PROBE_VERSION}", "spec": spec_hash(ROW)}  # fmt: skip
+    assert hashlib.sha256(json.dumps(v1, sort_keys=True).encode()).hexdigest() != base
     assert cache_key(ROW, "diff2\n", "sha256:img", "4.1.0") != base
     assert cache_key(ROW, "diff\n", "sha256:other", "4.1.0") != base
     assert cache_key(ROW, "diff\n", "sha256:img", "4.2.0") != base
@@ -111,3 +119,41 @@ def test_two_demo_runs_in_a_row_then_no_cache_then_a_corrupt_entry(fixture_image
     again = _demo(tmp_path, "four")
     assert {r["eval_cache"] for r in again.values()} == {"miss"}  # ignored, graded afresh
     assert {r["outcome"] for r in again.values()} == {"resolved"}
+
+
+SWEBENCH_APPLY = ("git apply --verbose", "git apply --verbose --reject", "patch --batch --fuzz=5 -p1 -i")
+"""swebench 4.1.0's run_evaluation.GIT_APPLY_CMDS, tried in turn on the patch file (checked below)."""
+
+
+def _applies(repo: Path, patch: str, tmp: Path) -> bool:
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=repo, check=True)
+    (tmp / "patch.diff").write_bytes(patch.encode())
+    return any(
+        subprocess.run([*cmd.split(), str(tmp / "patch.diff")], cwd=repo, capture_output=True).returncode == 0
+        for cmd in SWEBENCH_APPLY
+    )
+
+
+@pytest.mark.skipif(shutil.which("patch") is None, reason="GNU patch is not installed")
+def test_diffs_that_differ_only_in_line_endings_apply_differently_so_they_get_different_keys(tmp_path):
+    """A diff of a file with CRLF line endings carries the CRs; the same diff with them stripped (a predictions
+    file saved by another tool) applies with none of swebench's commands. The key used to normalize CRLF, so
+    whichever of the two was graded first answered for both."""
+    from swebench.harness.run_evaluation import GIT_APPLY_CMDS
+
+    assert tuple(GIT_APPLY_CMDS) == SWEBENCH_APPLY
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "core.autocrlf=false"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    (repo / "lines.txt").write_bytes(b"one\r\ntwo\r\nthree\r\n")
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "crlf file"], cwd=repo, check=True)
+    (repo / "lines.txt").write_bytes(b"one\r\nTWO\r\nthree\r\n")
+    with_crs = subprocess.run([*git, "diff"], cwd=repo, capture_output=True, check=True).stdout.decode()
+    without_crs = with_crs.replace("\r\n", "\n")
+    assert "\r" in with_crs and with_crs != without_crs
+    assert _applies(repo, with_crs, tmp_path)
+    assert not _applies(repo, without_crs, tmp_path)
+    keys = {cache_key(ROW, patch, "sha256:img", "4.1.0") for patch in (with_crs, without_crs)}
+    assert len(keys) == 2

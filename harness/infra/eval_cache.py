@@ -1,8 +1,11 @@
 """Content-addressed evaluation cache: the same patch on the same instance image is graded once per machine.
 
-Key: instance id, sha256 of the normalized patch, the instance image's digest, the evaluator's version
-(swebench and the harness's exit-status probe) and a hash of the eval spec (test command, test patch,
-FAIL_TO_PASS, PASS_TO_PASS). Value: the evaluator's files (report.json, test_output.txt,
+Key: instance id, sha256 of the patch exactly as the evaluator receives it, the instance image's digest, the
+evaluator's version (swebench and the harness's exit-status probe) and a hash of the eval spec (test
+command, test patch, FAIL_TO_PASS, PASS_TO_PASS). The patch is not normalized: swebench applies the bytes it
+is given, and two diffs that differ only in line endings or a final newline can apply differently (a diff
+of a CRLF file with its CRs stripped no longer applies; one without its final newline is "corrupt" to
+`git apply` and goes to `patch --fuzz`), so they must not share a verdict. Value: the evaluator's files (report.json, test_output.txt,
 run_instance.log) plus meta.json naming the run and case that produced them and a sha256 of each file.
 
 One directory per key under the cache root (default `<runs dir>/../.harness-cache/eval`,
@@ -26,12 +29,10 @@ from typing import Any
 
 PROBE_VERSION = "exit-status-probe-1"
 """Changes whenever the harness changes what it adds to the eval script (harness.infra.integrity)."""
+KEY_VERSION = 2
+"""Version 1 hashed the patch with CRLF and trailing newlines normalized: its entries must not answer for a
+patch whose exact bytes hash to the same value (a different diff graded under that key)."""
 FILES = ("report.json", "test_output.txt", "run_instance.log")
-
-
-def normalize_patch(patch: str) -> str:
-    """Line endings to LF and one final newline: the same diff however it was saved."""
-    return patch.replace("\r\n", "\n").rstrip("\n") + "\n"
 
 
 def spec_hash(row: dict) -> str:
@@ -61,7 +62,8 @@ def cache_key(
     """The entry's key; `spec` is `spec_hash(row)` when the caller has it already (computed here otherwise)."""
     material = {
         "instance_id": row["instance_id"],
-        "patch_sha256": hashlib.sha256(normalize_patch(patch).encode()).hexdigest(),
+        "key_version": KEY_VERSION,
+        "patch_sha256": hashlib.sha256(patch.encode()).hexdigest(),  # as CaseRecord.patch_sha256
         "image_digest": image_digest,
         "evaluator": f"{evaluator_version}+{PROBE_VERSION}",
         "spec": spec or spec_hash(row),
