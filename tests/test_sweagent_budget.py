@@ -99,16 +99,52 @@ def _settled(tmp_path: Path, n: int) -> list[tuple]:
     return _ledger_rows(tmp_path)
 
 
-def test_every_request_in_the_subprocess_is_reserved_and_settled(hooked, tmp_path):
-    install, litellm = hooked
-    install(Limits())
+def _ok_500_ok(litellm) -> int:
+    """Three requests to the scripted server, the second answered 500; how many requests it served."""
     with ScriptedLLMServer([Script(match="hello", steps=["ls", "ls", "ls"])]) as server:
         _complete(litellm, server)
         server.add_faults(Fault("500"))
         with pytest.raises(litellm.InternalServerError):
             _complete(litellm, server)
         _complete(litellm, server)
-        served = len(server.requests)
+        return len(server.requests)
+
+
+class _LateExecutor:
+    """litellm's logging executor with every job started 0.5 s late: its success events run in this pool
+    while failure events run inline, so on a busy machine a success was logged after the next request's
+    failure (the full suite once logged ["500", "ok", "ok"] for ok, 500, ok)."""
+
+    def __init__(self, executor) -> None:
+        self._executor = executor
+
+    def submit(self, fn, *args, **kwargs):
+        def late():
+            time.sleep(0.5)
+            return fn(*args, **kwargs)
+
+        return self._executor.submit(late)
+
+    def __getattr__(self, name):
+        return getattr(self._executor, name)
+
+
+def test_call_records_follow_the_requests_when_success_events_lag(hooked, tmp_path, monkeypatch):
+    install, litellm = hooked
+    install(Limits())
+    monkeypatch.setattr(litellm.utils, "executor", _LateExecutor(litellm.utils.executor))
+    _ok_500_ok(litellm)
+    rows = _settled(tmp_path, 3)
+    assert [status for _, status, _ in rows] == ["ok", "error", "ok"]
+    logged = [json.loads(line) for line in (tmp_path / "llm_calls.jsonl").read_text().splitlines()]
+    assert [(c["status"], c["attempt"]) for c in logged] == [("ok", 1), ("500", 1), ("ok", 2)]
+    assert logged[0]["retry_wait_s"] == 0.0 and logged[2]["retry_wait_s"] > 0.0
+
+
+def test_every_request_in_the_subprocess_is_reserved_and_settled(hooked, tmp_path):
+    install, litellm = hooked
+    install(Limits())
+    served = _ok_500_ok(litellm)
     rows = _settled(tmp_path, 3)
     assert served == 3 and [status for _, status, _ in rows] == ["ok", "error", "ok"]
     logged = [json.loads(line) for line in (tmp_path / "llm_calls.jsonl").read_text().splitlines()]

@@ -22,11 +22,13 @@ travels in these variables: the ledger spec has a path, ids and limits; the secr
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,36 @@ class BudgetHook:
             self.ledger.settle_call(call_id, cost_usd=None, status=status)
 
 
+class _EventOrder:
+    """litellm handles a request's success event in its logging thread pool but its failure event inline, so a
+    success could be handled after the next request's failure: its record then came later in llm_calls.jsonl
+    and took the wrong attempt number and retry wait (both follow the outcomes before it). Each request now
+    waits, before it is sent, until every earlier request's event has been handled (at most EVENT_WAIT_S: an
+    event that never comes is then given up on). In the usual case the wait is the logging thread's few ms."""
+
+    EVENT_WAIT_S = 5.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sent = self._handled = 0
+
+    def wait_for_earlier(self) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._handled >= self._sent, timeout=self.EVENT_WAIT_S):
+                self._handled = self._sent
+            self._sent += 1
+
+    @contextlib.contextmanager
+    def handled(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            with self._cond:
+                # an event without a sent request (refused before it was sent) counts for none
+                self._handled = min(self._handled + 1, self._sent)
+                self._cond.notify_all()
+
+
 def install_call_logger(calls_path: Path, entry, budget: BudgetHook | None = None):
     """A litellm callback appending one CallRecord per request SWE-agent makes (litellm retries are off),
     settling `budget`'s reservations; returns a function that removes it (and the budget rule) again."""
@@ -118,6 +150,7 @@ def install_call_logger(calls_path: Path, entry, budget: BudgetHook | None = Non
     from harness.agents.llm import CallRecord, count_tokens, price_call
 
     state = {"failed": 0, "failed_at": 0.0}
+    order = _EventOrder()
 
     def write(call: CallRecord) -> None:
         append_text(calls_path, json.dumps(call.__dict__) + "\n")  # redacted before it is written
@@ -129,10 +162,19 @@ def install_call_logger(calls_path: Path, entry, budget: BudgetHook | None = Non
 
     class CallLog(CustomLogger):
         def log_pre_api_call(self, model, messages, kwargs):
+            order.wait_for_earlier()
             if budget is not None:
                 budget.bind(kwargs.get("litellm_call_id"))
 
         def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            with order.handled():
+                self._success(kwargs, response_obj, start_time, end_time)
+
+        def log_failure_event(self, kwargs, response_obj, start_time, end_time):
+            with order.handled():
+                self._failure(kwargs, start_time, end_time)
+
+        def _success(self, kwargs, response_obj, start_time, end_time):
             started, latency, waited = timing(start_time, end_time)
             message = response_obj.choices[0].message
             text = (message.content or "") + "".join(
@@ -164,7 +206,7 @@ def install_call_logger(calls_path: Path, entry, budget: BudgetHook | None = Non
                 cost = call.cost_usd if call.cost_usd is not None else call.provider_cost_usd
                 budget.settle(kwargs.get("litellm_call_id"), cost, "ok")
 
-        def log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        def _failure(self, kwargs, start_time, end_time):
             started, latency, waited = timing(start_time, end_time)
             exc = kwargs.get("exception")
             status = str(getattr(exc, "status_code", "") or type(exc).__name__)
