@@ -27,7 +27,6 @@ def _logs(folder: Path, verdict: bool = True) -> Path:
 
 def test_the_key_follows_patch_image_evaluator_and_spec():
     base = cache_key(ROW, "diff\n", "sha256:img", "4.1.0")
-    assert cache_key(ROW, "diff\n", "sha256:img", "4.1.0", spec=None) == base
     for variant in ("diff\r\n", "diff", "diff\n\n"):  # the evaluator gets the exact bytes: so does the key
         assert cache_key(ROW, variant, "sha256:img", "4.1.0") != base
     # An entry written under the version-1 key (patch normalized: maybe graded from "diff\r\n") is not found.

@@ -5,8 +5,9 @@ evaluator's version (swebench and the harness's exit-status probe) and a hash of
 command, test patch, FAIL_TO_PASS, PASS_TO_PASS). The patch is not normalized: swebench applies the bytes it
 is given, and two diffs that differ only in line endings or a final newline can apply differently (a diff
 of a CRLF file with its CRs stripped no longer applies; one without its final newline is "corrupt" to
-`git apply` and goes to `patch --fuzz`), so they must not share a verdict. Value: the evaluator's files (report.json, test_output.txt,
-run_instance.log) plus meta.json naming the run and case that produced them and a sha256 of each file.
+`git apply` and goes to `patch --fuzz`), so they must not share a verdict. Value: the evaluator's files
+(report.json, test_output.txt, run_instance.log) plus meta.json naming the run and case that produced them and
+a sha256 of each file.
 
 One directory per key under the cache root (default `<runs dir>/../.harness-cache/eval`,
 `HARNESS_EVAL_CACHE` moves it), shared by every worker and run on the machine. An entry is written in a
