@@ -311,6 +311,7 @@ def _costs(args: argparse.Namespace) -> str:
     costs = measured_costs([rec for p in paths for rec in load_records(p)])
     lines = [f"{k:40} eval {v:8.1f} s" for k, v in costs.evaluation_s.items()]
     lines += [f"{k:40} agent {v:7.1f} s" for k, v in costs.agent_s.items()]
+    lines += [f"{k:40} agents {v:6.1f} s (every model's, median)" for k, v in costs.agent_instance_s.items()]
     if args.write:
         write_case_costs(args.write, costs, [p.run_id for p in paths])
         lines.append(f"written: {args.write}")

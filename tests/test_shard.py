@@ -79,6 +79,16 @@ def test_expected_cost_of_the_demo_units(cfg):
     measured = CaseCosts({"fixtures__calc-1": 3.0}, {"scripted": 5.0})
     costs = unit_costs(cfg, demo, backend="mini", active_grids=frozenset(), costs=measured)
     assert costs[("scripted", "fixtures__calc-1")] == 8.0 and costs[("gold", "fixtures__ledger-3")] == 3.0
+    # an instance whose agents run 4x the median instance's: the model's agent seconds scaled by 4
+    by_instance = CaseCosts(
+        {"fixtures__calc-1": 3.0},
+        {"scripted": 5.0},
+        {"fixtures__calc-1": 40.0, "fixtures__textkit-2": 10.0, "fixtures__ledger-3": 5.0},
+    )
+    costs = unit_costs(cfg, demo, backend="mini", active_grids=frozenset(), costs=by_instance)
+    assert costs[("scripted", "fixtures__calc-1")] == 5.0 * 4 + 3.0
+    assert costs[("scripted", "fixtures__ledger-3")] == 5.0 * 0.5 + 3.0  # evaluation: the median measured
+    assert costs[("gold", "fixtures__calc-1")] == 3.0  # no agent: the factor scales nothing
 
 
 def _synthetic(instances: int, models: int, seed: int = 7) -> dict[tuple[str, str], float]:
@@ -169,9 +179,15 @@ def test_case_costs_file_round_trip_and_errors(tmp_path):
     ]
     costs = measured_costs(records)
     assert costs.evaluation_s == {"i1": 11.0, "i2": 4.0} and costs.agent_s == {"glm": 30.0, "kimi": 50.0}
+    assert costs.agent_instance_s == {"i1": 40.0, "i2": 40.0}  # every model's agents on the instance
     path = tmp_path / "case_costs.yaml"
     write_case_costs(path, costs, ["r"])
     assert load_case_costs(path) == costs and load_case_costs(tmp_path / "absent.yaml") == CaseCosts()
+    path.write_text("evaluation_s: {i1: 3}\nagent_s: {kimi: 5}\n")  # a table written before agent_instance_s
+    assert load_case_costs(path) == CaseCosts({"i1": 3.0}, {"kimi": 5.0}) and costs.instance_factor("i9") == 1
+    path.write_text("agent_instance_s: {i1: -3}\n")
+    with pytest.raises(HarnessError, match="negative"):
+        load_case_costs(path)
     path.write_text("evaluation_s: [1, 2]\n")
     with pytest.raises(HarnessError, match="case-cost table"):
         load_case_costs(path)

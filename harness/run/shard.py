@@ -10,7 +10,9 @@ grid that grows moves few existing units (docs/decisions.md has the measured fig
 Expected cost of a unit = attempts x (agent seconds + evaluation seconds): models that run no agent
 (gold; empty under mini-swe-agent) cost no agent time, the empty patch is never evaluated. Seconds come
 from config/case_costs.yaml when it exists (measured: `python -m harness costs RUN...`), else the
-agent's time limit of the case's grid and DEFAULT_EVAL_S per evaluation.
+agent's time limit of the case's grid and DEFAULT_EVAL_S per evaluation. A model's agent seconds are
+scaled by the instance's factor (its agents' median over the median instance's) when the table has one.
+The same expected seconds order a run's cases, longest first (harness.run.dispatch).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import re
 import statistics
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -34,6 +37,8 @@ DEFAULT_EVAL_S = 11.4
 """Seconds per evaluation when no measured figure exists: sqlfluff-1625's official evaluation here
 (DESIGN.md, facts). Only its ratio to the agent's time limit matters for the balance."""
 COSTS_FILE = "case_costs.yaml"
+COST_KEYS = ("evaluation_s", "agent_s", "agent_instance_s")
+"""The table's sections, in CaseCosts' field order (agent_instance_s is optional: tables before it lack it)."""
 NO_AGENT_KINDS = ("gold", "noop", "predictions")
 """Models whose patch needs no agent run (harness.agents.runner_for): only their evaluation costs."""
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -63,14 +68,25 @@ class Shard:
 
 @dataclass(frozen=True)
 class CaseCosts:
-    """Measured seconds per evaluation (by instance) and per agent attempt (by model)."""
+    """Measured seconds per evaluation (by instance) and per agent attempt (by model, and by instance: how much
+    longer or shorter than the median instance an instance's agents run)."""
 
     evaluation_s: dict[str, float] = field(default_factory=dict)
     agent_s: dict[str, float] = field(default_factory=dict)
+    agent_instance_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def default_eval_s(self) -> float:
         return statistics.median(self.evaluation_s.values()) if self.evaluation_s else DEFAULT_EVAL_S
+
+    @cached_property
+    def _median_instance_s(self) -> float:
+        return statistics.median(self.agent_instance_s.values()) if self.agent_instance_s else 0.0
+
+    def instance_factor(self, instance_id: str) -> float:
+        """An instance's agent seconds over the median instance's (1 when either is unknown)."""
+        seconds, median = self.agent_instance_s.get(instance_id), self._median_instance_s
+        return seconds / median if seconds is not None and median > 0 else 1.0
 
 
 def load_case_costs(path: Path) -> CaseCosts:
@@ -80,16 +96,27 @@ def load_case_costs(path: Path) -> CaseCosts:
     try:
         data = yaml.safe_load(path.read_text()) or {}
         costs = CaseCosts(
-            {str(k): float(v) for k, v in (data.get("evaluation_s") or {}).items()},
-            {str(k): float(v) for k, v in (data.get("agent_s") or {}).items()},
+            *({str(k): float(v) for k, v in (data.get(key) or {}).items()} for key in COST_KEYS)
         )
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
         raise HarnessError(
             f"{path}: not a case-cost table ({type(e).__name__}); rewrite it with `python -m harness costs RUN`"
         ) from None
-    if any(v < 0 for v in [*costs.evaluation_s.values(), *costs.agent_s.values()]):
+    if any(v < 0 for key in COST_KEYS for v in getattr(costs, key).values()):
         raise HarnessError(f"{path}: negative seconds; rewrite it with `python -m harness costs RUN`")
     return costs
+
+
+def case_cost_s(
+    cfg: HarnessConfig, case: Case, *, backend: str, active_grids: frozenset[str], costs: CaseCosts
+) -> float:
+    """Expected seconds of one attempt: the model's agent seconds scaled by the instance's factor, plus the
+    instance's evaluation."""
+    kind = cfg.catalog.get(case.model_id).kind
+    runs_agent = not (kind in NO_AGENT_KINDS or (kind == "empty" and backend == "mini"))
+    agent = costs.agent_s.get(case.model_id, case.agent_timeout_s(active_grids)) if runs_agent else 0.0
+    evaluation = 0.0 if kind == "empty" else costs.evaluation_s.get(case.instance_id, costs.default_eval_s)
+    return agent * costs.instance_factor(case.instance_id) + evaluation
 
 
 def unit_costs(
@@ -98,14 +125,9 @@ def unit_costs(
     """Expected seconds of each model x instance of `cases` (all its attempts)."""
     out: dict[Unit, float] = {}
     for case in cases:
-        kind = cfg.catalog.get(case.model_id).kind
-        runs_agent = not (kind in NO_AGENT_KINDS or (kind == "empty" and backend == "mini"))
-        agent = costs.agent_s.get(case.model_id, case.agent_timeout_s(active_grids)) if runs_agent else 0.0
-        evaluation = (
-            0.0 if kind == "empty" else costs.evaluation_s.get(case.instance_id, costs.default_eval_s)
-        )
         unit = (case.model_id, case.instance_id)
-        out[unit] = out.get(unit, 0.0) + agent + evaluation
+        seconds = case_cost_s(cfg, case, backend=backend, active_grids=active_grids, costs=costs)
+        out[unit] = out.get(unit, 0.0) + seconds
     return out
 
 
@@ -169,27 +191,32 @@ def plan_shard(
 
 
 def measured_costs(records: list[CaseRecord]) -> CaseCosts:
-    """Median evaluation seconds per instance (evaluations that ran, not cache hits) and agent seconds per model,
-    from CaseRecords of real runs."""
+    """Median evaluation seconds per instance (evaluations that ran, not cache hits), agent seconds per model and
+    per instance (every model's agents on it), from CaseRecords of real runs."""
     evals: dict[str, list[float]] = {}
     agents: dict[str, list[float]] = {}
+    by_instance: dict[str, list[float]] = {}
     for rec in records:
         if rec.eval_wall_s > 0 and rec.eval_cache != "hit":  # a hit copied an earlier verdict in milliseconds
             evals.setdefault(rec.instance_id, []).append(rec.eval_wall_s)
         if rec.agent_wall_s > 0 and rec.completed:
             agents.setdefault(rec.model_id, []).append(rec.agent_wall_s)
+            by_instance.setdefault(rec.instance_id, []).append(rec.agent_wall_s)
     return CaseCosts(
-        {k: round(statistics.median(v), 1) for k, v in sorted(evals.items())},
-        {k: round(statistics.median(v), 1) for k, v in sorted(agents.items())},
+        *(
+            {k: round(statistics.median(v), 1) for k, v in sorted(d.items())}
+            for d in (evals, agents, by_instance)
+        )
     )
 
 
 def write_case_costs(path: Path, costs: CaseCosts, sources: list[str]) -> None:
     header = (
-        "# Measured seconds (medians) that --shard balances on; written by `python -m harness costs`\n"
-        f"# from {', '.join(sources)}. Commit it so every shard of a grid computes the same plan.\n"
+        "# Measured seconds (medians) that --shard balances on and runs dispatch by (longest expected case\n"
+        f"# first); written by `python -m harness costs` from {', '.join(sources)}. Commit it so every shard\n"
+        "# of a grid computes the same plan.\n"
     )
-    body = {"evaluation_s": costs.evaluation_s, "agent_s": costs.agent_s}
+    body = {key: getattr(costs, key) for key in COST_KEYS}
     path.write_text(header + yaml.safe_dump(body, sort_keys=True))
 
 
