@@ -59,11 +59,14 @@ def pytest_configure(config: pytest.Config) -> None:
             eval_server=worker_input.get("harness_eval_server") if worker_input else None,
             agent_server=worker_input.get("harness_agent_server") if worker_input else None,
         )
+        ranks = run.dispatch_ranks()  # a malformed cost table is a usage error here, before any worker starts
         if run.is_controller and not config.option.collectonly:
             run.start()
             workers = getattr(config.option, "numprocesses", None)
             line = run.concurrency_line(workers if isinstance(workers, int) and workers else 1)
             run.header.append(line + (yield_cpu_to_servers() if run.agent_socket is not None else ""))
+            if ranks is not None:
+                run.header.append(_one_case_at_a_time(config, run.cfg.dir / "case_costs.yaml"))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run
@@ -102,14 +105,42 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("case", [pytest.param(c, id=c.case_id, marks=m) for c, m in marks])
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k deselected theirs: the order is of what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--resume: cases with a model outcome on disk, --shard: other shards' cases, deselected before anything runs."""
+    """--resume: cases with a model outcome on disk, --shard: other shards' cases, deselected before anything runs;
+    with measured costs, the rest longest expected first (harness.run.dispatch)."""
     run = _run(config)
     finished = run.deselected_case_ids() if run else set()
     done = [item for item in items if _case_of(item) is not None and _case_of(item).case_id in finished]
     if done:
         config.hook.pytest_deselected(items=done)
         items[:] = [item for item in items if item not in done]
+    ranks = run.dispatch_ranks() if run else None
+    if ranks:
+        worker_input = getattr(config, "workerinput", None)
+        _in_dispatch_order(items, ranks, int(worker_input.get("workercount", 1)) if worker_input else 1)
+
+
+def _one_case_at_a_time(config: pytest.Config, table: Path) -> str:
+    """xdist hands out one case at a time (its default chunks would give one worker the longest cases)."""
+    line = f"dispatch: longest expected case first ({table})"
+    if not hasattr(config.option, "maxschedchunk"):  # xdist not loaded
+        return line
+    if config.option.maxschedchunk is None:
+        config.option.maxschedchunk = 1
+    chunk = config.option.maxschedchunk
+    return line + ("; xdist hands out one case at a time" if chunk == 1 else f"; --maxschedchunk {chunk}")
+
+
+def _in_dispatch_order(items: list[pytest.Item], ranks: dict[str, int], workers: int) -> None:
+    """The cases among `items` sorted by rank and paired for xdist's start, in the places cases held (anything
+    else stays where it was)."""
+    from harness.run.dispatch import paired_for_xdist
+
+    slots = [k for k, item in enumerate(items) if (c := _case_of(item)) is not None and c.case_id in ranks]
+    ordered = sorted((items[k] for k in slots), key=lambda item: ranks[_case_of(item).case_id])
+    for k, item in zip(slots, paired_for_xdist(ordered, workers), strict=True):
+        items[k] = item
 
 
 def _case_of(item: pytest.Item | None) -> Case | None:

@@ -242,6 +242,16 @@ class EvalRun:
             f"shared by them, {admit} (config evaluation.workers / cpu_target_percent, --eval-workers)"
         )
 
+    def dispatch_ranks(self) -> dict[str, int] | None:
+        """case_id -> dispatch position, longest expected first (harness.run.dispatch); None keeps grid order."""
+        if not hasattr(self, "_ranks"):
+            from harness.run.dispatch import dispatch_ranks
+
+            self._ranks = dispatch_ranks(
+                self.cfg, self.cases, backend=self.backend, active_grids=self.active_grids
+            )
+        return self._ranks
+
     def finished_case_ids(self) -> set[str]:
         """Cases of a resumed run that already have a model outcome (deselected before anything runs)."""
         return finished_case_ids(self.paths) if self.options.resume else set()
