@@ -68,6 +68,11 @@ def test_with_measured_costs_the_longest_expected_case_comes_first(measured_conf
     ]
 
 
+def test_other_xdist_distributions_keep_the_grid_order(measured_config):
+    """worksteal and loadscope deal out contiguous chunks or scopes: a sorted grid would unbalance them."""
+    assert _collected("--harness-config", str(measured_config), "--dist", "worksteal") == _collected()
+
+
 def test_the_first_two_cases_of_each_worker_are_paired_longest_with_shortest():
     ranks = list(range(10))
     assert paired_for_xdist(ranks, 3) == [0, 5, 1, 4, 2, 3, 6, 7, 8, 9]

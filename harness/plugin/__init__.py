@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
             eval_server=worker_input.get("harness_eval_server") if worker_input else None,
             agent_server=worker_input.get("harness_agent_server") if worker_input else None,
         )
-        ranks = run.dispatch_ranks()  # a malformed cost table is a usage error here, before any worker starts
+        ranks = run.dispatch_ranks() if _sorts(config) else None  # a malformed table: a usage error, here
         if run.is_controller and not config.option.collectonly:
             run.start()
             workers = getattr(config.option, "numprocesses", None)
@@ -115,16 +115,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if done:
         config.hook.pytest_deselected(items=done)
         items[:] = [item for item in items if item not in done]
-    ranks = run.dispatch_ranks() if run else None
+    ranks = run.dispatch_ranks() if run and _sorts(config) else None
     if ranks:
         worker_input = getattr(config, "workerinput", None)
         _in_dispatch_order(items, ranks, int(worker_input.get("workercount", 1)) if worker_input else 1)
 
 
+def _sorts(config: pytest.Config) -> bool:
+    """Cases go longest expected first under xdist's load scheduling (its default with -n) or without xdist;
+    the other --dist modes deal out contiguous chunks or scopes, which a sorted grid would unbalance."""
+    return getattr(config.option, "dist", "no") in ("no", "load")
+
+
 def _one_case_at_a_time(config: pytest.Config, table: Path) -> str:
     """xdist hands out one case at a time (its default chunks would give one worker the longest cases)."""
     line = f"dispatch: longest expected case first ({table})"
-    if not hasattr(config.option, "maxschedchunk"):  # xdist not loaded
+    if not getattr(config.option, "numprocesses", None) or not hasattr(config.option, "maxschedchunk"):
         return line
     if config.option.maxschedchunk is None:
         config.option.maxschedchunk = 1
