@@ -13,6 +13,11 @@ Reported: the wall over a lower bound, max(sum agent / W, longest case), median 
 
     .venv/bin/python benchmarks/dispatch.py            # print the markdown section
     .venv/bin/python benchmarks/dispatch.py --write    # and replace "## Dispatch order" in docs/performance.md
+
+`--measure` runs the real thing instead, on a grid whose cases differ in length: the 3 fixture instances x 6
+scripted models, five answering after 2 s per request and the last one (last in grid order) after 8 s; 6
+workers, 2 evaluation slots, evaluation cache off. Alternating runs without a cost table (grid order) and
+with the table `python -m harness costs` measured from the first of them ("## Dispatch order (measured)").
 """
 
 from __future__ import annotations
@@ -180,16 +185,94 @@ def section(trials: int, seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _measured_run(config: Path, runs: Path, run_id: str, fast: str, slow: str) -> float:
+    """One harness run of the uneven grid (the slow model last); its wall, process start to exit."""
+    import subprocess
+    import time
+
+    from benchmarks.pipeline import _env, settle_podman
+
+    specs = [f"id=s{k},litellm=openai/scripted-fixture-solver,api_base={fast}" for k in range(1, 6)]
+    specs.append(f"id=s6,litellm=openai/scripted-fixture-solver,api_base={slow}")
+    cmd = [sys.executable, "-m", "pytest", "evals", "-p", "no:cacheprovider", "-m", "demo",
+           "--models", "s1,s2,s3,s4,s5,s6", *(a for spec in specs for a in ("--model-spec", spec)),
+           "-n", "6", "--eval-workers", "2", "--no-eval-cache", "--no-gates", "--check-models", "no",
+           "--harness-config", str(config), "--runs-dir", str(runs), "--run-id", run_id]  # fmt: skip
+    settle_podman()
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - t0
+    if done.returncode not in (0, 1):
+        raise SystemExit(
+            f"harness run failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
+        )
+    return wall
+
+
+def measure(repeats: int) -> str:
+    import shutil
+    import subprocess
+    import tempfile
+
+    from benchmarks.pipeline import _env, build_images
+    from harness.demo.llm_server import ScriptedLLMServer
+    from harness.demo.scripts import FIXTURE_SCRIPTS
+
+    build_images()
+    walls: dict[str, list[float]] = {"grid order (no cost table)": [], "with the measured cost table": []}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp,
+        ScriptedLLMServer(list(FIXTURE_SCRIPTS), latency_s=2.0) as fast,
+        ScriptedLLMServer(list(FIXTURE_SCRIPTS), latency_s=8.0) as slow,
+    ):
+        plain, measured = Path(tmp) / "plain", Path(tmp) / "measured"
+        shutil.copytree(ROOT / "config", plain)
+        (plain / "case_costs.yaml").unlink(missing_ok=True)
+        shutil.copytree(plain, measured)
+        for k in range(repeats):
+            walls["grid order (no cost table)"].append(
+                _measured_run(plain, Path(tmp) / "runs", f"plain-{k}", fast.url, slow.url)
+            )
+            if k == 0:
+                subprocess.run([sys.executable, "-m", "harness", "costs", str(Path(tmp) / "runs" / "plain-0"),
+                                "--write", str(measured / "case_costs.yaml")],
+                               cwd=ROOT, env=_env(), check=True, capture_output=True)  # fmt: skip
+            walls["with the measured cost table"].append(
+                _measured_run(measured, Path(tmp) / "runs", f"measured-{k}", fast.url, slow.url)
+            )
+    lines = [
+        "## Dispatch order (measured)",
+        "",
+        f"Command: `.venv/bin/python benchmarks/dispatch.py --measure --repeats {repeats} --write` - "
+        f"{machine_line()}.",
+        "",
+        "The harness on 3 fixture instances x 6 scripted models, five answering after 2 s per request and s6",
+        "(last in grid order) after 8 s; 6 workers, 2 evaluation slots, evaluation cache off. Runs alternate:",
+        "grid order, then with config/case_costs.yaml from `python -m harness costs` on the first grid-order",
+        "run. Wall: process start to exit.",
+        "",
+        "| | median wall | runs |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {statistics.median(v):.1f} s | {', '.join(f'{w:.1f}' for w in v)} |"
+        for name, v in walls.items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--measure", action="store_true", help="real harness runs on an uneven fixture grid")
+    parser.add_argument("--repeats", type=int, default=3, help="--measure: runs of each order")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    text = section(args.trials, args.seed)
+    text = measure(args.repeats) if args.measure else section(args.trials, args.seed)
     print(text)
     if args.write:
-        replace_section("## Dispatch order", text)
+        replace_section(text.splitlines()[0], text)
 
 
 if __name__ == "__main__":
