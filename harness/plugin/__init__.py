@@ -59,14 +59,16 @@ def pytest_configure(config: pytest.Config) -> None:
             eval_server=worker_input.get("harness_eval_server") if worker_input else None,
             agent_server=worker_input.get("harness_agent_server") if worker_input else None,
         )
-        ranks = run.dispatch_ranks() if _sorts(config) else None  # a malformed table: a usage error, here
+        ranks = run.dispatch_ranks if _sorts(config) else None  # a malformed table: a usage error, here
         if run.is_controller and not config.option.collectonly:
             run.start()
             workers = getattr(config.option, "numprocesses", None)
             line = run.concurrency_line(workers if isinstance(workers, int) and workers else 1)
             run.header.append(line + (yield_cpu_to_servers() if run.agent_socket is not None else ""))
             if ranks is not None:
-                run.header.append(_one_case_at_a_time(config, run.cfg.dir / "case_costs.yaml"))
+                from harness.run.shard import costs_path
+
+                run.header.append(_one_case_at_a_time(config, costs_path(run.cfg)))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUN_KEY] = run
@@ -115,7 +117,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if done:
         config.hook.pytest_deselected(items=done)
         items[:] = [item for item in items if item not in done]
-    ranks = run.dispatch_ranks() if run and _sorts(config) else None
+    ranks = run.dispatch_ranks if run and _sorts(config) else None
     if ranks:
         worker_input = getattr(config, "workerinput", None)
         _in_dispatch_order(items, ranks, int(worker_input.get("workercount", 1)) if worker_input else 1)

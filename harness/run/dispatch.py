@@ -21,14 +21,14 @@ from typing import TypeVar
 
 from harness.config import HarnessConfig
 from harness.run.grid import Case
-from harness.run.shard import COSTS_FILE, case_cost_s, load_case_costs
+from harness.run.shard import case_cost_s, costs_path, load_case_costs
 
 
 def dispatch_ranks(
     cfg: HarnessConfig, cases: list[Case], *, backend: str, active_grids: frozenset[str]
 ) -> dict[str, int] | None:
     """case_id -> position in the dispatch order (0 first), or None: no cost table, the grid order stays."""
-    path = cfg.dir / COSTS_FILE
+    path = costs_path(cfg)
     if not path.is_file():
         return None
     costs = load_case_costs(path)

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -242,15 +242,12 @@ class EvalRun:
             f"shared by them, {admit} (config evaluation.workers / cpu_target_percent, --eval-workers)"
         )
 
+    @cached_property
     def dispatch_ranks(self) -> dict[str, int] | None:
         """case_id -> dispatch position, longest expected first (harness.run.dispatch); None keeps grid order."""
-        if not hasattr(self, "_ranks"):
-            from harness.run.dispatch import dispatch_ranks
+        from harness.run.dispatch import dispatch_ranks
 
-            self._ranks = dispatch_ranks(
-                self.cfg, self.cases, backend=self.backend, active_grids=self.active_grids
-            )
-        return self._ranks
+        return dispatch_ranks(self.cfg, self.cases, backend=self.backend, active_grids=self.active_grids)
 
     def finished_case_ids(self) -> set[str]:
         """Cases of a resumed run that already have a model outcome (deselected before anything runs)."""

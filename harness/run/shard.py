@@ -89,6 +89,11 @@ class CaseCosts:
         return seconds / median if seconds is not None and median > 0 else 1.0
 
 
+def costs_path(cfg: HarnessConfig) -> Path:
+    """The grid's measured cost table (it may not exist)."""
+    return cfg.dir / COSTS_FILE
+
+
 def load_case_costs(path: Path) -> CaseCosts:
     """config/case_costs.yaml, or no figures when it does not exist. A malformed file is one HarnessError line."""
     if not path.is_file():
@@ -182,7 +187,7 @@ def plan_shard(
 ) -> ShardPlan:
     """The cases of `shard` among `selected` (what -m selected; -k applies later, within the shard)."""
     costs = unit_costs(
-        cfg, selected, backend=backend, active_grids=active_grids, costs=load_case_costs(cfg.dir / COSTS_FILE)
+        cfg, selected, backend=backend, active_grids=active_grids, costs=load_case_costs(costs_path(cfg))
     )
     plan = assign_units(costs, shard.count)
     mine = [c for c in selected if plan[(c.model_id, c.instance_id)] == shard.index - 1]
